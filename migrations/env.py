@@ -1,0 +1,43 @@
+"""Alembic environment: the database comes from TaskAPI's Settings, not from alembic.ini."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection, Engine
+
+from taskapi.config import Settings
+from taskapi.db import make_engine
+from taskapi.models import Base
+
+config = context.config
+
+
+def run_with(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
+        render_as_batch=True,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_online() -> None:
+    connection: Connection | None = config.attributes.get("connection")
+    if connection is not None:
+        run_with(connection)
+        return
+    settings: Settings = config.attributes.get("settings") or Settings.from_env()
+    engine: Engine = make_engine(settings)
+    try:
+        with engine.connect() as conn:
+            run_with(conn)
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline (--sql) migrations are not supported; run them against a database")
+run_online()

@@ -1,0 +1,1 @@
+"""HTTP handlers: one module per spec tag, one function per operationId."""

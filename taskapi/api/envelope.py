@@ -1,0 +1,35 @@
+"""The seed API's success envelope: {"success": true, "data": ..., "meta": ...}."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import flask
+
+
+def ok(
+    data: Any,
+    status: int = 200,
+    *,
+    headers: Mapping[str, str] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> flask.Response:
+    body: dict[str, Any] = {"success": True, "data": data}
+    if meta is not None:
+        body["meta"] = meta
+    return json_response(body, status, headers=headers)
+
+
+def json_response(
+    body: Any, status: int = 200, *, headers: Mapping[str, str] | None = None
+) -> flask.Response:
+    # An explicit Content-Type: Connexion cannot infer one once errors document
+    # application/problem+json (spec-first/connexion#1956).
+    return flask.Response(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        status=status,
+        headers=dict(headers or {}),
+        content_type="application/json",
+    )

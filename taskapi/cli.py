@@ -1,0 +1,106 @@
+"""The `taskapi` command: serve | db upgrade/downgrade/current | openapi."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from alembic import command
+from alembic.config import Config
+
+from taskapi import __version__
+from taskapi.config import ConfigError, Settings
+from taskapi.resources import load_spec, migrations_path, spec_path
+
+
+def alembic_config(settings: Settings) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_path()))
+    config.attributes["settings"] = settings
+    return config
+
+
+def migrate(settings: Settings, revision: str = "head") -> None:
+    command.upgrade(alembic_config(settings), revision)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    if settings.is_sqlite:
+        # The embedded default needs no setup: bring its schema up to date first.
+        migrate(settings)
+    uvicorn.run(
+        "taskapi.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=args.workers or settings.workers,
+        reload=args.reload,
+        log_level=settings.log_level,
+        access_log=args.access_log,
+        server_header=False,
+        timeout_graceful_shutdown=20,
+    )
+    return 0
+
+
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    # Alembic reports each migration it runs through logging.
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = alembic_config(settings)
+    if args.action == "upgrade":
+        command.upgrade(config, args.revision or "head")
+    elif args.action == "downgrade":
+        command.downgrade(config, args.revision or "-1")
+    else:
+        command.current(config, verbose=True)
+    return 0
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps(load_spec(), indent=2))
+    else:
+        print(spec_path().read_text(encoding="utf-8"), end="")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="taskapi", description=__doc__)
+    root.add_argument("--version", action="version", version=f"taskapi {__version__}")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the API with uvicorn")
+    serve.add_argument("--host", help="interface to bind (default: SERVER_HOST)")
+    serve.add_argument("--port", type=int, help="port (default: SERVER_PORT, 8080)")
+    serve.add_argument("--workers", type=int, help="processes (default: WEB_CONCURRENCY, 1)")
+    serve.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
+    serve.add_argument(
+        "--access-log", action=argparse.BooleanOptionalAction, default=True, help="log requests"
+    )
+
+    db = commands.add_parser("db", help="database migrations")
+    db.add_argument("action", choices=("upgrade", "downgrade", "current"))
+    db.add_argument("revision", nargs="?", help="target (default: head, or -1 to downgrade)")
+
+    spec = commands.add_parser("openapi", help="print the OpenAPI spec")
+    spec.add_argument("--json", action="store_true", help="as JSON instead of YAML")
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "openapi":
+        return _openapi(args)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"taskapi: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return _serve(args, settings)
+    return _db(args, settings)

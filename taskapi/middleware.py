@@ -1,0 +1,144 @@
+"""ASGI middleware around Connexion's stack: CORS, security headers, body size, token codec."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from connexion.exceptions import ProblemException
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taskapi.errors import PROBLEM_JSON, problem_bytes
+from taskapi.security import SCOPE_KEY, TokenCodec
+
+CORS_METHODS = ("GET", "POST", "PUT", "DELETE", "OPTIONS")
+CORS_HEADERS = ("Origin", "Content-Type", "Authorization")
+CORS_EXPOSED = ("Location",)
+CORS_MAX_AGE = 86400
+
+# JSON responses need no scripts, frames or anything else; Swagger UI (/ui/) does.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+class CORSMiddleware(StarletteCORSMiddleware):
+    """Starlette's CORS, answering preflights as the seed API does (204, no body)."""
+
+    def __init__(self, app: ASGIApp, allow_origins: Sequence[str]) -> None:
+        super().__init__(
+            app,
+            allow_origins=allow_origins,
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_HEADERS,
+            expose_headers=CORS_EXPOSED,
+            max_age=CORS_MAX_AGE,
+        )
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        headers = {
+            k: v
+            for k, v in response.headers.items()
+            if k.lower() not in ("content-length", "content-type")
+        }
+        if response.status_code == 200:
+            return Response(status_code=204, headers=headers)
+        detail = bytes(response.body).decode()
+        return Response(problem_bytes(400, detail), 400, headers, media_type=PROBLEM_JSON)
+
+
+class SecurityHeadersMiddleware:
+    """Headers every response carries, errors included (OWASP REST Security Cheat Sheet)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        is_api = not path.startswith("/ui")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["X-Frame-Options"] = "DENY"
+                headers["Referrer-Policy"] = "no-referrer"
+                if is_api:
+                    headers["Content-Security-Policy"] = API_CSP
+                    if "cache-control" not in headers:
+                        headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class BodyLimitMiddleware:
+    """413 for request bodies over `max_bytes`, before anything parses them.
+
+    Sits inside Connexion's exception middleware, so the 413 is a problem response.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            raise self._too_large()
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise self._too_large()
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    def _too_large(self) -> ProblemException:
+        return ProblemException(
+            status=413,
+            title="Content Too Large",
+            detail=f"request body: at most {self.max_bytes} bytes",
+        )
+
+
+class HeadAsGetMiddleware:
+    """HEAD is GET without the body (RFC 9110 section 9.3.2), for every GET operation."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+
+
+class TokensMiddleware:
+    """Gives the spec's bearerAuth function (which runs before Flask) this app's TokenCodec."""
+
+    def __init__(self, app: ASGIApp, codec: TokenCodec) -> None:
+        self.app = app
+        self.codec = codec
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[SCOPE_KEY] = self.codec
+        await self.app(scope, receive, send)

@@ -1,0 +1,250 @@
+"""Request validation from the spec, with messages a person can act on.
+
+Connexion validates every request against openapi.yaml. These validators replace its defaults
+to (1) word errors as `field: rule` (`title: at most 200 characters`) instead of a dump of the
+JSON schema, (2) apply the spec's `default`s to request bodies, (3) reject what the databases
+cannot store (unpaired surrogates) or Python cannot parse (deep nesting) with a 400, and
+(4) compile each schema once instead of on every request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any
+
+import jsonschema
+import rfc3339_validator
+from connexion.exceptions import ProblemException
+from connexion.validators import JSONRequestBodyValidator, ParameterValidator
+from jsonschema import Draft4Validator, FormatChecker, ValidationError
+from starlette.datastructures import MutableHeaders
+from starlette.types import Message, Receive, Scope
+
+from taskapi import timestamps
+
+INT64 = (-(2**63), 2**63 - 1)
+FORMAT_CHECKER = FormatChecker(formats=())
+
+
+@FORMAT_CHECKER.checks("date-time")
+def _is_date_time(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    if not rfc3339_validator.validate_rfc3339(value):
+        return False
+    try:
+        timestamps.parse(value)
+    except ValueError:
+        return False
+    return True
+
+
+@FORMAT_CHECKER.checks("int64")
+def _is_int64(value: object) -> bool:
+    return not isinstance(value, int) or INT64[0] <= value <= INT64[1]
+
+
+FORMAT_MESSAGES = {
+    "date-time": "must be an RFC 3339 date-time with a time zone, like 2025-12-31T17:00:00Z",
+    "int64": "is out of range",
+}
+
+
+def _set_defaults(validator: Any, properties: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    if isinstance(instance, dict):
+        for name, subschema in properties.items():
+            if "default" in subschema:
+                instance.setdefault(name, subschema["default"])
+    yield from Draft4Validator.VALIDATORS["properties"](validator, properties, instance, schema)
+
+
+def _allow_null(rule: Any) -> Any:
+    # OpenAPI 3.0 `nullable: true`, which Draft 4 does not know.
+    def check(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[Any]:
+        if instance is None and schema.get("nullable"):
+            return
+        yield from rule(validator, value, instance, schema)
+
+    return check
+
+
+_RequestValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    Draft4Validator,
+    {
+        "properties": _set_defaults,
+        "type": _allow_null(Draft4Validator.VALIDATORS["type"]),
+        "enum": _allow_null(Draft4Validator.VALIDATORS["enum"]),
+    },
+)
+_compiled: dict[int, tuple[Mapping[str, Any], Any]] = {}
+
+
+def _validator_for(schema: Mapping[str, Any]) -> Any:
+    # Connexion hands over the same resolved schema objects on every request, so `id` is a
+    # stable key; the cached tuple keeps the schema alive so the id is never reused.
+    entry = _compiled.get(id(schema))
+    if entry is None:
+        entry = (schema, _RequestValidator(schema, format_checker=FORMAT_CHECKER))
+        _compiled[id(schema)] = entry
+    return entry[1]
+
+
+def field_name(path: Any) -> str:
+    """`tasks[2].title` from a jsonschema path deque."""
+    name = ""
+    for part in path:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name
+
+
+TYPE_NAMES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "object": "a JSON object",
+    "array": "an array",
+    "boolean": "true or false",
+}
+RULE_MESSAGES = {
+    "maxLength": "at most {} characters",
+    "minimum": "must be at least {}",
+    "maximum": "must be at most {}",
+    "minItems": "must have at least {} items",
+    "maxItems": "must have at most {} items",
+    "minProperties": "must not be empty",
+    "additionalProperties": "has unknown fields",
+}
+
+
+def describe(error: ValidationError, *, root: str = "request body") -> tuple[str, str]:
+    """(field, message) in plain words for one schema violation."""
+    rule = error.validator
+    limit: Any = error.validator_value
+    schema: Any = error.schema
+    field = field_name(error.absolute_path)
+    if rule == "required":
+        # jsonschema reports each missing property as its own error, named only in the message.
+        missing = next((n for n in limit if error.message.startswith(f"{n!r} ")), str(limit))
+        return (f"{field}.{missing}" if field else missing), "is required"
+    field = field or root
+    if rule == "type":
+        return field, f"must be {TYPE_NAMES.get(str(limit), str(limit))}"
+    if rule == "minLength":
+        return field, "must not be empty" if limit == 1 else f"at least {limit} characters"
+    if rule == "enum":
+        return field, "must be one of " + ", ".join(str(v) for v in limit)
+    if rule == "format":
+        return field, FORMAT_MESSAGES.get(str(limit), f"must be a valid {limit}")
+    if rule == "pattern":
+        return field, str(schema.get("x-pattern-message", f"must match {limit}"))
+    if rule in RULE_MESSAGES:
+        return field, RULE_MESSAGES[str(rule)].format(limit)
+    return field, error.message
+
+
+def unencodable_strings(value: Any, path: tuple[Any, ...] = ()) -> Iterator[str]:
+    """Fields holding strings that UTF-8 (and so either database) cannot store."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            yield field_name(path) or "request body"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from unencodable_strings(key, path)
+            yield from unencodable_strings(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from unencodable_strings(item, (*path, index))
+
+
+def bad_request(errors: list[tuple[str, str]]) -> ProblemException:
+    """A 400 naming every broken rule, in `detail` and as a list in `errors`."""
+    detail = "; ".join(f"{field}: {message}" for field, message in errors)
+    ext = {"errors": [{"field": field, "message": message} for field, message in errors]}
+    return ProblemException(status=400, title="Bad Request", detail=detail, ext=ext)
+
+
+class BodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
+    """Validates JSON bodies, fills in the spec's defaults, and passes the result on."""
+
+    async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
+        raw = b"".join([chunk async for chunk in _stream(receive)])
+        body = self._parse_bytes(raw)
+        self._check(body)
+        encoded = json.dumps(body, separators=(",", ":")).encode()
+
+        new_scope = dict(scope)
+        headers = MutableHeaders(raw=list(scope["headers"]))
+        # A JSON body sent without a Content-Type is read as JSON (the spec's only type).
+        headers["content-type"] = "application/json"
+        headers["content-length"] = str(len(encoded))
+        new_scope["headers"] = headers.raw
+        return self._insert_messages(
+            receive, messages=[{"type": "http.request", "body": encoded, "more_body": False}]
+        ), new_scope
+
+    def _parse_bytes(self, raw: bytes) -> Any:
+        if not raw.strip():
+            if self._required:
+                raise bad_request([("request body", "is required")])
+            return self._schema.get("default", {})
+        try:
+            return json.loads(raw.decode(self._encoding))
+        except UnicodeDecodeError:
+            raise bad_request([("request body", "is not valid UTF-8")]) from None
+        except RecursionError:
+            raise bad_request([("request body", "is nested too deeply")]) from None
+        except ValueError as exc:
+            raise bad_request([("request body", f"is not valid JSON ({exc})")]) from None
+
+    def _check(self, body: Any) -> None:
+        bad_strings = [
+            (field, "must not contain unpaired surrogates") for field in unencodable_strings(body)
+        ]
+        if bad_strings:
+            raise bad_request(bad_strings)
+        errors = [describe(e) for e in _validator_for(self._schema).iter_errors(body)]
+        if errors:
+            raise bad_request(errors)
+
+
+async def _stream(receive: Receive) -> AsyncIterator[bytes]:
+    more = True
+    while more:
+        message: Message = await receive()
+        more = message.get("more_body", False)
+        yield message.get("body", b"")
+
+
+class ParamValidator(ParameterValidator):  # type: ignore[misc]
+    """Query, path and header parameters, with the same wording as bodies."""
+
+    def validate_request(self, request: Any) -> None:
+        errors: list[tuple[str, str]] = []
+        if self.strict_validation:
+            extra = self.validate_query_parameter_list(
+                request, security_params=self.security_query_params
+            )
+            errors += [(name, "is not a parameter of this operation") for name in sorted(extra)]
+        sources: dict[str, Callable[[str], Any]] = {
+            "query": lambda name: request.query_params.get(name),
+            "path": lambda name: request.path_params.get(name.replace("-", "_")),
+            "header": lambda name: request.headers.get(name),
+        }
+        for location, lookup in sources.items():
+            for param in self.parameters.get(location, []):
+                error = _param_error(param, lookup(param["name"]))
+                if error:
+                    errors.append(error)
+        if errors:
+            raise bad_request(errors)
+
+
+def _param_error(param: Mapping[str, Any], value: Any) -> tuple[str, str] | None:
+    name = param["name"]
+    if value is None:
+        return (name, "is required") if param.get("required") else None
+    error = next(iter(_validator_for(param["schema"]).iter_errors(value)), None)
+    return None if error is None else describe(error, root=name)

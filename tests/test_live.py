@@ -1,0 +1,164 @@
+"""A real `taskapi serve` process, on each database: what clients and the README see."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import JWT_SECRET, PASSWORD, Backend
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+pytestmark = pytest.mark.live
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def live_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL of `taskapi serve` (2 workers) on a database of its own."""
+    workdir = tmp_path_factory.mktemp(f"live-{backend.name}")
+    if backend.template is not None:
+        shutil.copyfile(backend.template, workdir / "taskapi.db")
+        url = f"sqlite:///{workdir / 'taskapi.db'}"
+    else:
+        url = Backend("postgresql", backend.url).fresh_url(workdir)
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "JWT_SECRET": JWT_SECRET,
+        "BCRYPT_ROUNDS": "4",
+        "VALIDATE_RESPONSES": "true",
+        "LOG_LEVEL": "warning",
+    }
+    log = (workdir / "server.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "taskapi", "serve", "--port", str(port), "--workers", "2"],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"taskapi serve did not start:\n{(workdir / 'server.log').read_text()}")
+        time.sleep(0.1)
+    yield base
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+def readme_walkthrough() -> str:
+    text = README.read_text()
+    section = text.split("## Walkthrough", 1)[1]
+    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+
+
+def json_documents(text: str) -> list[dict]:
+    decoder, documents, index = json.JSONDecoder(), [], 0
+    while index < len(text):
+        if text[index].isspace():
+            index += 1
+            continue
+        document, index = decoder.raw_decode(text, index)
+        documents.append(document)
+    return documents
+
+
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
+def test_readme_walkthrough_works_as_pasted(live_server):
+    script = readme_walkthrough().replace("http://localhost:8080", live_server)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    health, registered, second, listed, updated, fetched, deleted = json_documents(result.stdout)
+    assert health["status"] == "healthy"
+    assert registered["data"]["email"] == "jane@example.com"
+    assert second["data"]["priority"] == "low"
+    assert [t["title"] for t in listed["data"]] == ["Write the report"]
+    assert listed["meta"] == {"page": 1, "limit": 10, "total_count": 1, "total_pages": 1}
+    assert updated["data"]["status"] == "completed"
+    assert fetched == updated
+    assert deleted == {"success": True, "data": "Task deleted successfully"}
+
+
+def test_live_server_speaks_the_seed_protocol(live_server):
+    with httpx.Client(base_url=live_server, timeout=10) as http:
+        health = http.get("/health")
+        assert health.json()["status"] == "healthy"
+        assert "server" not in health.headers
+        email = f"live-{time.monotonic_ns()}@example.com"
+        body = {"email": email, "password": PASSWORD, "name": "Live"}
+        assert http.post("/api/v1/auth/register", json=body).status_code == 201
+        token = http.post("/api/v1/auth/login", json=body).json()["data"]["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        created = http.post("/api/v1/tasks", json={"title": "live"}, headers=headers)
+        assert created.status_code == 201
+        assert http.get(created.headers["location"], headers=headers).status_code == 200
+        assert http.get("/api/v1/tasks").status_code == 401
+
+
+def test_concurrent_duplicate_registrations_never_500(live_server):
+    email = f"race-{time.monotonic_ns()}@example.com"
+
+    def register(i: int) -> int:
+        body = {"email": email.upper() if i % 2 else email, "password": PASSWORD, "name": "Race"}
+        return httpx.post(f"{live_server}/api/v1/auth/register", json=body, timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        statuses = list(pool.map(register, range(50)))
+    assert sorted(set(statuses)) == [201, 409]
+    assert statuses.count(201) == 1
+
+
+def test_concurrent_creates_all_land(live_server):
+    with httpx.Client(base_url=live_server, timeout=30) as http:
+        body = {
+            "email": f"w-{time.monotonic_ns()}@example.com",
+            "password": PASSWORD,
+            "name": "Writer",
+        }
+        http.post("/api/v1/auth/register", json=body)
+        token = http.post("/api/v1/auth/login", json=body).json()["data"]["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def create(i: int) -> int:
+        return httpx.post(
+            f"{live_server}/api/v1/tasks", json={"title": f"t{i}"}, headers=headers, timeout=30
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(pool.map(create, range(100)))
+    assert statuses == [201] * 100
+    listed = httpx.get(f"{live_server}/api/v1/tasks", headers=headers, timeout=10).json()
+    assert listed["meta"]["total_count"] == 100

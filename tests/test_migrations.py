@@ -1,0 +1,90 @@
+"""Alembic migrations go up and down on both databases and match the models."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from taskapi.cli import alembic_config
+from taskapi.db import make_engine
+from taskapi.models import Base
+from tests.conftest import base_settings
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'migrate.db'}"
+    return request.getfixturevalue("create_postgres_database")()
+
+
+def table_names(url):
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        return set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade(empty_database_url):
+    config = alembic_config(base_settings(empty_database_url))
+    command.upgrade(config, "head")
+    assert table_names(empty_database_url) == {"users", "tasks"}
+    command.downgrade(config, "base")
+    assert table_names(empty_database_url) == set()
+    command.upgrade(config, "head")
+    assert table_names(empty_database_url) == {"users", "tasks"}
+
+
+def test_migrated_schema_matches_the_models(empty_database_url):
+    command.upgrade(alembic_config(base_settings(empty_database_url)), "head")
+    engine = sa.create_engine(empty_database_url, poolclass=sa.NullPool)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        differences = compare_metadata(context, Base.metadata)
+    engine.dispose()
+    assert differences == []
+
+
+def test_the_list_index_serves_newest_first(empty_database_url):
+    command.upgrade(alembic_config(base_settings(empty_database_url)), "head")
+    engine = sa.create_engine(empty_database_url, poolclass=sa.NullPool)
+    indexes = {ix["name"]: ix for ix in sa.inspect(engine).get_indexes("tasks")}
+    index = indexes["ix_tasks_user_id_created_at_id"]
+    assert index["column_names"] == ["user_id", "created_at", "id"]
+    if engine.dialect.name == "sqlite":  # SQLite's reflection does not report the sort order
+        with engine.connect() as conn:
+            ddl = conn.execute(
+                sa.text("SELECT sql FROM sqlite_master WHERE name = :n"), {"n": index["name"]}
+            ).scalar()
+        assert "created_at DESC, id DESC" in ddl
+    else:
+        assert index["column_sorting"] == {"created_at": ("desc",), "id": ("desc",)}
+    engine.dispose()
+
+
+def test_foreign_keys_cascade_on_both_databases(empty_database_url):
+    command.upgrade(alembic_config(base_settings(empty_database_url)), "head")
+    engine = make_engine(base_settings(empty_database_url))
+    now = "2026-01-01 00:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO users (id, email, password_hash, name, created_at, updated_at) "
+                "VALUES (1, 'a@b.co', 'x', 'A', :now, :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO tasks (user_id, title, created_at, updated_at) "
+                "VALUES (1, 't', :now, :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(sa.text("DELETE FROM users"))
+        assert conn.execute(sa.text("SELECT count(*) FROM tasks")).scalar() == 0
+    engine.dispose()

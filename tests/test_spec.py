@@ -1,0 +1,84 @@
+"""The spec is valid, and the app serves exactly the operations it documents."""
+
+from __future__ import annotations
+
+import re
+
+from openapi_spec_validator import validate
+from openapi_spec_validator.readers import read_from_filename
+
+from taskapi.resources import load_spec, spec_path
+
+VERBS = {"get", "put", "post", "delete", "patch"}
+
+
+def spec_operations(spec):
+    return {
+        (method.upper(), path)
+        for path, item in spec["paths"].items()
+        for method in item
+        if method in VERBS
+    }
+
+
+def test_spec_is_valid_openapi_3_0():
+    spec, _ = read_from_filename(str(spec_path()))
+    validate(spec)
+    assert spec["openapi"].startswith("3.0.")
+
+
+def test_served_routes_are_the_documented_operations(app):
+    app.test_client().get("/health")  # builds the middleware stack and registers the routes
+    served = {
+        (method, re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule))
+        for rule in app.app.url_map.iter_rules()
+        if rule.endpoint != "static"
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    assert served == spec_operations(load_spec())
+
+
+def test_every_operation_is_documented_for_clients():
+    spec = load_spec()
+    ids = []
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method not in VERBS:
+                continue
+            label = f"{method.upper()} {path}"
+            ids.append(operation["operationId"])
+            assert operation.get("summary"), label
+            assert operation.get("tags"), label
+            assert "security" in operation, f"{label} must declare its security"
+            assert re.fullmatch(r"[a-z][A-Za-z]+", operation["operationId"]), label
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert response["$ref"].startswith("#/components/responses/"), label
+    assert len(ids) == len(set(ids))
+
+
+def test_every_error_response_is_a_problem():
+    responses = load_spec()["components"]["responses"]
+    for name, response in responses.items():
+        assert list(response["content"]) == ["application/problem+json"], name
+        schema = response["content"]["application/problem+json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Problem"}, name
+
+
+def test_spec_is_served_as_json_and_yaml(client):
+    served = client.get("/openapi.json")
+    assert served.status_code == 200
+    assert spec_operations(served.json()) == spec_operations(load_spec())
+    assert client.get("/openapi.yaml").status_code == 200
+
+
+def test_swagger_ui_is_served_from_the_package_not_a_cdn(client):
+    page = client.get("/ui/")
+    assert page.status_code == 200
+    assert "swagger-ui" in page.text
+    assert "unpkg.com" not in page.text
+    assert "cdn" not in page.text.lower()
+    assets = re.findall(r'(?:src|href)="\./([\w.-]+\.(?:js|css))"', page.text)
+    assert assets
+    for asset in assets:
+        assert client.get(f"/ui/{asset}").status_code == 200, asset

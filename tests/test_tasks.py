@@ -1,0 +1,187 @@
+"""Task CRUD: /api/v1/tasks and /api/v1/tasks/{id}."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+TASK_FIELDS = {
+    "id",
+    "user_id",
+    "title",
+    "description",
+    "status",
+    "priority",
+    "due_date",
+    "created_at",
+    "updated_at",
+}
+
+
+def test_create_returns_the_task_with_defaults_and_a_location(api, auth):
+    response = api.client.post("/api/v1/tasks", json={"title": "Buy milk"}, headers=auth)
+    assert response.status_code == 201
+    task = response.json()["data"]
+    assert set(task) == TASK_FIELDS
+    assert task["title"] == "Buy milk"
+    assert task["description"] == ""
+    assert task["status"] == "pending"
+    assert task["priority"] == "medium"
+    assert task["due_date"] is None
+    assert task["created_at"] == task["updated_at"]
+    assert response.headers["location"] == f"/api/v1/tasks/{task['id']}"
+
+
+def test_create_stores_every_field(api, auth):
+    body = {
+        "title": "Report",
+        "description": "Q3 figures",
+        "status": "in_progress",
+        "priority": "high",
+        "due_date": "2026-02-01T17:00:00+02:00",
+    }
+    created = api.create_task(auth, **body)
+    fetched = api.client.get(f"/api/v1/tasks/{created['id']}", headers=auth).json()["data"]
+    assert fetched == created
+    assert fetched["due_date"] == "2026-02-01T15:00:00Z"
+
+
+def test_due_date_keeps_microseconds_and_is_returned_in_utc(api, auth):
+    task = api.create_task(auth, due_date="2026-02-01T17:00:00.123456789-05:30")
+    assert task["due_date"] == "2026-02-01T22:30:00.123456Z"
+
+
+def test_title_counts_characters_not_bytes(api, auth):
+    assert api.create_task(auth, title="😀" * 200)["title"] == "😀" * 200
+    response = api.client.post("/api/v1/tasks", json={"title": "😀" * 201}, headers=auth)
+    assert response.status_code == 400
+    assert response.json()["detail"] == "title: at most 200 characters"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "title: is required"),
+        ({"title": ""}, "title: must not be empty"),
+        ({"title": None}, "title: must be a string"),
+        (
+            {"title": "x", "status": "done"},
+            "status: must be one of pending, in_progress, completed",
+        ),
+        ({"title": "x", "priority": "urgent"}, "priority: must be one of low, medium, high"),
+        (
+            {"title": "x", "due_date": "2026-02-01T17:00:00"},
+            "due_date: must be an RFC 3339 date-time with a time zone, like 2025-12-31T17:00:00Z",
+        ),
+        (
+            {"title": "x", "due_date": "tomorrow"},
+            "due_date: must be an RFC 3339 date-time with a time zone, like 2025-12-31T17:00:00Z",
+        ),
+        ({"title": "x", "description": 5}, "description: must be a string"),
+    ],
+)
+def test_invalid_task_bodies_are_400_with_the_rule(api, auth, body, message):
+    response = api.client.post("/api/v1/tasks", json=body, headers=auth)
+    assert response.status_code == 400
+    assert response.json()["detail"] == message
+
+
+def test_read_only_fields_in_the_body_are_ignored(api, auth):
+    body = {
+        "title": "Mine",
+        "id": 999,
+        "user_id": 12345,
+        "created_at": "2000-01-01T00:00:00Z",
+        "updated_at": "2000-01-01T00:00:00Z",
+    }
+    task = api.client.post("/api/v1/tasks", json=body, headers=auth).json()["data"]
+    assert task["id"] != 999
+    assert task["user_id"] != 12345
+    assert not task["created_at"].startswith("2000")
+    updated = api.client.put(f"/api/v1/tasks/{task['id']}", json=body, headers=auth).json()["data"]
+    assert updated["id"] == task["id"]
+    assert updated["user_id"] == task["user_id"]
+    assert updated["created_at"] == task["created_at"]
+
+
+def test_put_replaces_writable_fields_and_bumps_updated_at(api, auth):
+    task = api.create_task(
+        auth, description="old", priority="high", due_date="2026-01-01T00:00:00Z"
+    )
+    response = api.client.put(
+        f"/api/v1/tasks/{task['id']}", json={"title": "New", "status": "completed"}, headers=auth
+    )
+    assert response.status_code == 200
+    updated = response.json()["data"]
+    assert updated["title"] == "New"
+    assert updated["status"] == "completed"
+    # Omitted fields take their defaults: PUT replaces, it does not merge.
+    assert updated["description"] == ""
+    assert updated["priority"] == "medium"
+    assert updated["due_date"] is None
+    assert updated["created_at"] == task["created_at"]
+    assert datetime.fromisoformat(updated["updated_at"]) > datetime.fromisoformat(
+        task["updated_at"]
+    )
+    fetched = api.client.get(f"/api/v1/tasks/{task['id']}", headers=auth).json()["data"]
+    assert fetched == updated
+
+
+def test_put_validates_like_create_and_changes_nothing_on_error(api, auth):
+    task = api.create_task(auth, title="Keep")
+    response = api.client.put(f"/api/v1/tasks/{task['id']}", json={"title": ""}, headers=auth)
+    assert response.status_code == 400
+    fetched = api.client.get(f"/api/v1/tasks/{task['id']}", headers=auth).json()["data"]
+    assert fetched == task
+
+
+def test_delete_removes_the_task(api, auth):
+    task = api.create_task(auth)
+    response = api.client.delete(f"/api/v1/tasks/{task['id']}", headers=auth)
+    assert response.status_code == 200
+    assert response.json() == {"success": True, "data": "Task deleted successfully"}
+    assert api.client.get(f"/api/v1/tasks/{task['id']}", headers=auth).status_code == 404
+    assert api.client.delete(f"/api/v1/tasks/{task['id']}", headers=auth).status_code == 404
+
+
+@pytest.mark.parametrize("method", ["get", "put", "delete"])
+def test_missing_task_is_404(api, auth, method):
+    response = api.client.request(method, "/api/v1/tasks/424242", json={"title": "x"}, headers=auth)
+    assert response.status_code == 404
+    assert response.json()["detail"] == "Task not found"
+
+
+@pytest.mark.parametrize("method", ["get", "put", "delete"])
+def test_another_users_task_is_not_found_and_untouched(api, auth, method):
+    owner = api.user()
+    task = api.create_task(owner, title="Private")
+    missing = api.client.request(method, "/api/v1/tasks/424242", json={"title": "x"}, headers=auth)
+    response = api.client.request(
+        method, f"/api/v1/tasks/{task['id']}", json={"title": "Hijacked"}, headers=auth
+    )
+    assert response.status_code == 404
+    # Same answer as for an id that never existed: no existence oracle.
+    assert response.json() == missing.json()
+    assert "Private" not in response.text
+    fetched = api.client.get(f"/api/v1/tasks/{task['id']}", headers=owner).json()["data"]
+    assert fetched == task
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/v1/tasks/abc", 404),
+        ("/api/v1/tasks/1.5", 404),
+        ("/api/v1/tasks/0", 400),
+        ("/api/v1/tasks/-1", 400),
+        ("/api/v1/tasks/9223372036854775807", 404),
+        ("/api/v1/tasks/9223372036854775808", 400),
+        ("/api/v1/tasks/99999999999999999999", 400),
+    ],
+)
+def test_odd_ids_are_4xx(api, auth, path, status):
+    for method in ("get", "put", "delete"):
+        response = api.client.request(method, path, json={"title": "x"}, headers=auth)
+        assert response.status_code == status, (method, response.text)
+        assert response.headers["content-type"] == "application/problem+json"

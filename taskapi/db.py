@@ -66,5 +66,25 @@ class Database:
         with self._sessions.begin() as session:
             yield session
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for requests that write nothing: no BEGIN, no COMMIT.
+
+        Under READ COMMITTED (PostgreSQL's default) a transaction gives separate statements no
+        common snapshot anyway, so reads lose nothing by skipping it; SQLite's driver already
+        runs SELECTs outside a transaction.
+        """
+        with self.engine.connect() as connection:
+            raw: Any = connection.connection.dbapi_connection
+            postgres = self.engine.dialect.name == "postgresql"
+            if postgres:
+                raw.autocommit = True  # a client-side flag in psycopg2: no round trip
+            try:
+                with Session(connection, expire_on_commit=False) as session:
+                    yield session
+            finally:
+                if postgres:
+                    raw.autocommit = False
+
     def dispose(self) -> None:
         self.engine.dispose()

@@ -28,7 +28,7 @@ def register(body: dict[str, Any]) -> flask.Response:
 
 def login(body: dict[str, Any]) -> flask.Response:
     app = services.current()
-    with app.db.transaction() as s:
+    with app.db.reading() as s:
         user = users.find_by_email(s, body["email"])
     # Unknown email, wrong password and a password too long for bcrypt all cost one bcrypt
     # check and give the same answer.

@@ -46,7 +46,7 @@ def list_tasks(
     priority: str | None = None,
 ) -> flask.Response:
     query = tasks.ListQuery(status=status, priority=priority, page=page, limit=limit)
-    with services.current().db.transaction() as s:
+    with services.current().db.reading() as s:
         owner = users.authorized(s, token_info)
         page_tasks, total = tasks.list_owned(s, owner_id=owner, query=query)
     meta = {
@@ -59,7 +59,7 @@ def list_tasks(
 
 
 def get_task(id: int, token_info: dict[str, Any]) -> flask.Response:
-    with services.current().db.transaction() as s:
+    with services.current().db.reading() as s:
         owner = users.authorized(s, token_info)
         task = tasks.get_owned(s, owner_id=owner, task_id=id)
     return ok(task_json(task))

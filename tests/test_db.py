@@ -1,0 +1,62 @@
+"""Sessions and transactions: what HTTP tests cannot reach directly."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import sqlalchemy as sa
+
+from taskapi.db import Database, make_engine
+from taskapi.models import User, utcnow
+
+
+def new_user(email):
+    now = utcnow()
+    return User(email=email, name="N", password_hash="x", created_at=now, updated_at=now)
+
+
+def write_then_fail(db, email):
+    with db.transaction() as s:
+        s.add(new_user(email))
+        s.flush()
+        raise RuntimeError("after the write")
+
+
+@pytest.fixture
+def one_connection_db(settings):
+    db = Database(make_engine(replace(settings, db_max_open_conns=1, db_max_idle_conns=1)))
+    yield db
+    db.dispose()
+
+
+def test_a_failed_transaction_commits_nothing(one_connection_db):
+    with pytest.raises(RuntimeError):
+        write_then_fail(one_connection_db, "a@example.com")
+    with one_connection_db.reading() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(User)) == 0
+
+
+def test_reading_leaves_the_pooled_connection_transactional(one_connection_db):
+    with one_connection_db.reading() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(User)) == 0
+    # The same (only) connection must roll back a failed write after serving a read.
+    with pytest.raises(RuntimeError):
+        write_then_fail(one_connection_db, "b@example.com")
+    with one_connection_db.reading() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(User)) == 0
+
+
+def test_reading_sees_committed_writes(one_connection_db):
+    with one_connection_db.transaction() as s:
+        s.add(new_user("c@example.com"))
+    with one_connection_db.reading() as s:
+        assert s.scalar(sa.select(User.email)) == "c@example.com"
+
+
+def test_sessions_return_their_connections(app, client, auth):
+    pool = app.app.extensions["taskapi"].db.engine.pool
+    for _ in range(5):
+        client.get("/api/v1/tasks", headers=auth)
+        client.post("/api/v1/tasks", json={"title": "x"}, headers=auth)
+    assert pool.checkedout() == 0

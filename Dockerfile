@@ -10,6 +10,8 @@ COPY taskapi/ taskapi/
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
+# DB_MAX_IDLE_CONNS: each worker serves up to 10 requests at once; with fewer idle connections
+# than that, the pool closes and reopens PostgreSQL connections under load (seed default: 5).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -17,8 +19,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SERVER_HOST=0.0.0.0 \
     SERVER_PORT=8080 \
     DB_MAX_IDLE_CONNS=10
-# Each worker serves up to 10 requests at once; with fewer idle connections than that, the
-# pool closes and reopens PostgreSQL connections under load (the seed's default is 5).
 RUN useradd --system --uid 10001 --home-dir /app --create-home taskapi
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import bcrypt
 import jwt
 import pytest
 
@@ -131,3 +134,28 @@ def test_login_with_malformed_body_is_a_400(api):
     response = api.client.post("/api/v1/auth/login", json={"email": "jane@example.com"})
     assert response.status_code == 400
     assert problem_of(response)["detail"] == "password: is required"
+
+
+@pytest.mark.parametrize("email", ["jane@example.com", "nobody@example.com"])
+@pytest.mark.parametrize("password", ["wrong-password", "é" * 72])
+def test_every_login_costs_one_bcrypt_check(api, monkeypatch, email, password):
+    api.register("jane@example.com")
+    calls = []
+    real_checkpw = bcrypt.checkpw
+    monkeypatch.setattr(bcrypt, "checkpw", lambda *a: calls.append(a) or real_checkpw(*a))
+    assert api.login(email, password).status_code == 401
+    # Unknown accounts and over-long passwords are checked against a dummy hash, so a
+    # login's duration does not reveal whether the email is registered.
+    assert len(calls) == 1
+
+
+def test_passwords_never_reach_the_logs(api, caplog):
+    caplog.set_level(logging.DEBUG)
+    secrets = ["sup3r-secret-pw", "tiny", "x" * 80, "y" * 100]
+    for password in secrets:
+        api.register("jane@example.com", password=password)
+        api.login("jane@example.com", password)
+    logged = caplog.text
+    for password in secrets:
+        assert password not in logged
+    assert "$2b$" not in logged

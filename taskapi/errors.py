@@ -26,17 +26,21 @@ class DomainError(Exception):
 
     status = 400
 
-    def __init__(
-        self, detail: str, *, field: str | None = None, headers: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.field = field
         self.headers = dict(headers or {})
 
 
 class InvalidInput(DomainError):
+    """A field breaks a rule the spec cannot express; reported like a validation error."""
+
     status = 400
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(f"{field}: {rule}")
+        self.field = field
+        self.rule = rule
 
 
 class Unauthorized(DomainError):
@@ -138,7 +142,9 @@ def register_error_handlers(app: Any, routes: Routes) -> None:
         return respond(request, exc.status_code, detail, headers)
 
     def on_domain_error(request: ConnexionRequest, exc: DomainError) -> ConnexionResponse:
-        extra = {"errors": [{"field": exc.field, "message": exc.detail}]} if exc.field else {}
+        extra = None
+        if isinstance(exc, InvalidInput):
+            extra = {"errors": [{"field": exc.field, "message": exc.rule}]}
         return respond(request, exc.status, exc.detail, exc.headers, extra=extra)
 
     def on_bad_encoding(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:

@@ -30,6 +30,11 @@ def _password_bytes(password: str) -> bytes:
     return unicodedata.normalize("NFKC", password).encode("utf-8")
 
 
+def password_fits(password: str) -> bool:
+    """Whether bcrypt reads all of `password`: longer ones are refused, never truncated."""
+    return len(_password_bytes(password)) <= BCRYPT_MAX_BYTES
+
+
 class PasswordHasher:
     """bcrypt with a fixed cost, and equal work whether or not the account exists."""
 
@@ -40,12 +45,9 @@ class PasswordHasher:
 
     def hash(self, password: str) -> str:
         """Hash a new password. Raises InvalidInput if bcrypt cannot take all of it."""
-        raw = _password_bytes(password)
-        if len(raw) > BCRYPT_MAX_BYTES:
-            raise InvalidInput(
-                f"password: at most {BCRYPT_MAX_BYTES} bytes when UTF-8 encoded", field="password"
-            )
-        return bcrypt.hashpw(raw, bcrypt.gensalt(self.rounds)).decode("ascii")
+        if not password_fits(password):
+            raise InvalidInput("password", f"at most {BCRYPT_MAX_BYTES} bytes when UTF-8 encoded")
+        return bcrypt.hashpw(_password_bytes(password), bcrypt.gensalt(self.rounds)).decode()
 
     def verify(self, password: str, hashed: str | None) -> bool:
         """True if `password` matches `hashed`. Costs one bcrypt check in every case."""

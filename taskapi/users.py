@@ -26,7 +26,7 @@ def register(s: Session, *, email: str, name: str, password_hash: str) -> User:
         # The unique constraint decides; checking first would race with concurrent sign-ups.
         s.flush()
     except IntegrityError:
-        raise Conflict("Email already registered", field="email") from None
+        raise Conflict("Email already registered") from None
     return user
 
 

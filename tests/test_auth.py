@@ -84,7 +84,11 @@ def test_missing_fields_are_each_reported(api):
 def test_password_over_72_bytes_is_a_clear_400_not_a_500(api):
     response = api.register(password="é" * 72)  # 72 characters, 144 bytes
     assert response.status_code == 400
-    assert problem_of(response)["detail"] == "password: at most 72 bytes when UTF-8 encoded"
+    problem = problem_of(response)
+    assert problem["detail"] == "password: at most 72 bytes when UTF-8 encoded"
+    assert problem["errors"] == [
+        {"field": "password", "message": "at most 72 bytes when UTF-8 encoded"}
+    ]
 
 
 def test_password_of_exactly_72_bytes_works(api):

@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint fmt migrate install clean
+NPM_INSTALLED := node_modules/.installed
+export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
+
+.PHONY: run test lint fmt migrate contract spec client install clean
 
 run: $(INSTALLED)
 	$(BIN)/taskapi serve
@@ -24,6 +27,21 @@ fmt: $(INSTALLED)
 migrate: $(INSTALLED)
 	$(BIN)/taskapi db upgrade
 
+# The deep contract pass: the spec linted, TypeScript types generated and type-checked, then
+# Schemathesis against live servers on SQLite and PostgreSQL (reports/contract-*.xml).
+contract: spec $(INSTALLED)
+	$(BIN)/python tests/contract/run.py
+
+spec: $(NPM_INSTALLED)
+	npm run --silent lint:spec
+	npm run --silent types
+	npm run --silent typecheck
+
+# A Python SDK generated from the spec, into build/client (pip install ./build/client).
+client: $(INSTALLED)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/openapi-python-client generate \
+		--path openapi/openapi.yaml --meta setup --output-path build/client --overwrite
+
 install: $(INSTALLED)
 
 $(INSTALLED): pyproject.toml
@@ -34,5 +52,9 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+$(NPM_INSTALLED): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
 clean:
-	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache reports
+	rm -rf $(VENV) node_modules build dist .mypy_cache .pytest_cache .ruff_cache reports

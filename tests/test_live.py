@@ -3,74 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import JWT_SECRET, PASSWORD, Backend
+from tests.conftest import PASSWORD
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 pytestmark = pytest.mark.live
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def live_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The base URL of `taskapi serve` (2 workers) on a database of its own."""
-    workdir = tmp_path_factory.mktemp(f"live-{backend.name}")
-    if backend.template is not None:
-        shutil.copyfile(backend.template, workdir / "taskapi.db")
-        url = f"sqlite:///{workdir / 'taskapi.db'}"
-    else:
-        url = Backend("postgresql", backend.url).fresh_url(workdir)
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "JWT_SECRET": JWT_SECRET,
-        "BCRYPT_ROUNDS": "4",
-        "VALIDATE_RESPONSES": "true",
-        "LOG_LEVEL": "warning",
-    }
-    log = (workdir / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "taskapi", "serve", "--port", str(port), "--workers", "2"],
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"taskapi serve did not start:\n{(workdir / 'server.log').read_text()}")
-        time.sleep(0.1)
-    yield base
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
 
 
 def readme_walkthrough() -> str:

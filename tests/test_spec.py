@@ -82,3 +82,46 @@ def test_swagger_ui_is_served_from_the_package_not_a_cdn(client):
     assert assets
     for asset in assets:
         assert client.get(f"/ui/{asset}").status_code == 200, asset
+
+
+def resolve(spec, node):
+    """Follow local $refs (#/components/...) to the object they name."""
+    while isinstance(node, dict) and "$ref" in node:
+        target = spec
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def test_every_schema_and_property_has_a_description_and_an_example():
+    spec = load_spec()
+    for name, schema in spec["components"]["schemas"].items():
+        assert schema.get("description"), name
+        assert "example" in schema, name
+        for prop, sub in schema.get("properties", {}).items():
+            described = resolve(spec, sub.get("allOf", [sub])[0]) if "$ref" in str(sub) else sub
+            assert sub.get("description") or described.get("description"), f"{name}.{prop}"
+            assert "example" in sub or "example" in described, f"{name}.{prop}"
+
+
+def test_every_parameter_has_a_description_and_an_example():
+    spec = load_spec()
+    for name, parameter in spec["components"]["parameters"].items():
+        assert parameter.get("description"), name
+        assert "example" in parameter, name
+
+
+def test_every_response_has_a_description_and_an_example():
+    spec = load_spec()
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method not in VERBS:
+                continue
+            for status, response in operation["responses"].items():
+                label = f"{method.upper()} {path} {status}"
+                response = resolve(spec, response)
+                assert response.get("description"), label
+                for media in response.get("content", {}).values():
+                    schema = resolve(spec, media["schema"])
+                    assert "example" in media or "example" in schema, label

@@ -1,0 +1,167 @@
+"""The deep contract pass: Schemathesis against a live `taskapi serve`, on SQLite and PostgreSQL.
+
+    python tests/contract/run.py [--backend sqlite|postgresql ...] [-- extra schemathesis args]
+
+For each backend: a fresh, migrated database; the server with two workers and response
+validation on; the two accounts of tests/contract/auth.yaml; then `schemathesis run` with every
+check, the fixed seed and the settings of tests/contract/schemathesis.toml. JUnit reports go to
+reports/contract-<backend>.xml. PostgreSQL comes from TEST_DATABASE_URL (default: the local
+server), in a database of its own that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+import yaml
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+REPORTS = ROOT / "reports"
+DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+BIN = Path(sys.executable).parent
+
+
+@contextlib.contextmanager
+def database(backend: str, workdir: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / 'contract.db'}"
+        return
+    server = os.environ.get("TEST_DATABASE_URL", DEFAULT_PG_URL)
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    name = f"taskapi_contract_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def is_up(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/health", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@contextlib.contextmanager
+def server(database_url: str, workdir: Path) -> Iterator[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "JWT_SECRET": secrets.token_urlsafe(48),
+        "BCRYPT_ROUNDS": "4",
+        "VALIDATE_RESPONSES": "true",
+        "LOG_LEVEL": "warning",
+    }
+    subprocess.run([BIN / "taskapi", "db", "upgrade"], env=env, cwd=workdir, check=True)
+    port = free_port()
+    log = workdir / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [BIN / "taskapi", "serve", "--port", str(port), "--workers", "2", "--no-access-log"],
+            env=env,
+            cwd=workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while not is_up(base):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not start:\n{log.read_text()}")
+                time.sleep(0.2)
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    errors = [line for line in log.read_text().splitlines() if "Traceback" in line]
+    if errors:
+        print(log.read_text(), file=sys.stderr)
+        raise RuntimeError("the server logged tracebacks during the contract run")
+
+
+def register_accounts(base: str) -> None:
+    """Create the accounts the WFC auth document logs in as."""
+    document = yaml.safe_load((HERE / "auth.yaml").read_text())
+    for account in document["auth"]:
+        credentials = account["loginEndpointAuth"]["payloadUserPwd"]
+        body = {
+            "email": credentials["username"],
+            "password": credentials["password"],
+            "name": account["name"].title(),
+        }
+        response = httpx.post(f"{base}/api/v1/auth/register", json=body, timeout=10)
+        if response.status_code != 201:
+            raise RuntimeError(f"registering {account['name']}: {response.text}")
+
+
+def run(backend: str, extra: list[str]) -> int:
+    REPORTS.mkdir(exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(prefix=f"contract-{backend}-") as tmp,
+        database(backend, Path(tmp)) as url,
+        server(url, Path(tmp)) as base,
+    ):
+        register_accounts(base)
+        print(f"== Schemathesis on {backend}: {base}", flush=True)
+        command = [
+            BIN / "schemathesis",
+            "--config-file",
+            HERE / "schemathesis.toml",
+            "run",
+            ROOT / "openapi" / "openapi.yaml",
+            "--url",
+            base,
+            "--checks",
+            "all",
+            "--report",
+            "junit",
+            "--report-junit-path",
+            REPORTS / f"contract-{backend}.xml",
+            *extra,
+        ]
+        env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.contract.hooks", "PYTHONPATH": str(ROOT)}
+        return subprocess.run(command, cwd=HERE, env=env, check=False).returncode
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--backend", action="append", choices=("sqlite", "postgresql"), help="default: both"
+    )
+    args, extra = parser.parse_known_args()
+    extra = [a for a in extra if a != "--"]
+    failures = [b for b in args.backend or ["sqlite", "postgresql"] if run(b, extra) != 0]
+    if failures:
+        print(f"contract failures on: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,7 +7,7 @@ from sqlalchemy import Connection, Engine
 
 from taskapi.config import Settings
 from taskapi.db import make_engine
-from taskapi.models import Base
+from taskapi.models import Base, exists_on
 
 config = context.config
 
@@ -19,9 +19,21 @@ def run_with(connection: Connection) -> None:
         # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
         render_as_batch=True,
         compare_type=True,
+        include_object=exists_on(connection.dialect.name),
     )
-    with context.begin_transaction():
-        context.run_migrations()
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # Rebuilding a table drops the old one, which with foreign keys on would cascade to
+        # its children. The pragma only takes effect outside a transaction.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+            if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
+                raise RuntimeError("migration left rows that break a foreign key")
+    finally:
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 def run_online() -> None:

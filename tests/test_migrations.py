@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 
 from taskapi.cli import alembic_config
 from taskapi.db import make_engine
-from taskapi.models import Base
+from taskapi.models import Base, exists_on
 from tests.conftest import base_settings
 
 
@@ -29,21 +29,28 @@ def table_names(url):
         engine.dispose()
 
 
+ALL_TABLES = {"users", "tasks", "refresh_tokens", "revoked_access_tokens", "idempotency_keys"}
+
+
 def test_upgrade_downgrade_upgrade(empty_database_url):
     config = alembic_config(base_settings(empty_database_url))
     command.upgrade(config, "head")
+    assert table_names(empty_database_url) == ALL_TABLES
+    command.downgrade(config, "0001")
     assert table_names(empty_database_url) == {"users", "tasks"}
     command.downgrade(config, "base")
     assert table_names(empty_database_url) == set()
     command.upgrade(config, "head")
-    assert table_names(empty_database_url) == {"users", "tasks"}
+    assert table_names(empty_database_url) == ALL_TABLES
 
 
 def test_migrated_schema_matches_the_models(empty_database_url):
     command.upgrade(alembic_config(base_settings(empty_database_url)), "head")
     engine = sa.create_engine(empty_database_url, poolclass=sa.NullPool)
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": exists_on(conn.dialect.name)}
+        )
         differences = compare_metadata(context, Base.metadata)
     engine.dispose()
     assert differences == []
@@ -88,3 +95,47 @@ def test_foreign_keys_cascade_on_both_databases(empty_database_url):
         conn.execute(sa.text("DELETE FROM users"))
         assert conn.execute(sa.text("SELECT count(*) FROM tasks")).scalar() == 0
     engine.dispose()
+
+
+def test_upgrading_keeps_existing_users_and_tasks(empty_database_url):
+    config = alembic_config(base_settings(empty_database_url))
+    command.upgrade(config, "0001")
+    engine = make_engine(base_settings(empty_database_url))
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO users (email, password_hash, name, created_at, updated_at) "
+                "VALUES ('a@b.co', 'x', 'A', :now, :now)"
+            ),
+            {"now": "2026-01-01 00:00:00"},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO tasks (user_id, title, created_at, updated_at) "
+                "VALUES (1, 'kept', :now, :now)"
+            ),
+            {"now": "2026-01-01 00:00:00"},
+        )
+    engine.dispose()
+    command.upgrade(config, "head")
+    engine = make_engine(base_settings(empty_database_url))
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT title, version FROM tasks")).all() == [("kept", 1)]
+        assert conn.execute(sa.text("SELECT token_version FROM users")).scalar() == 0
+    engine.dispose()
+
+
+def test_deleted_ids_are_never_reused(empty_database_url):
+    command.upgrade(alembic_config(base_settings(empty_database_url)), "head")
+    engine = make_engine(base_settings(empty_database_url))
+    insert = sa.text(
+        "INSERT INTO users (email, password_hash, name, created_at, updated_at) "
+        "VALUES (:email, 'x', 'A', :now, :now) RETURNING id"
+    )
+    now = {"now": "2026-01-01 00:00:00"}
+    with engine.begin() as conn:
+        first = conn.execute(insert, {"email": "a@b.co", **now}).scalar()
+        conn.execute(sa.text("DELETE FROM users WHERE id = :id"), {"id": first})
+        second = conn.execute(insert, {"email": "c@d.co", **now}).scalar()
+    engine.dispose()
+    assert second > first

@@ -38,6 +38,7 @@ class Settings:
     port: int = 8080
     workers: int = 1
     bcrypt_rounds: int = 12
+    refresh_token_ttl: int = 30 * 24 * 3600
     db_max_open_conns: int = 25
     db_max_idle_conns: int = 5
     db_conn_max_lifetime: int = 300
@@ -55,6 +56,8 @@ class Settings:
             )
         if not 4 <= self.bcrypt_rounds <= 31:
             raise ConfigError("BCRYPT_ROUNDS must be between 4 and 31")
+        if self.refresh_token_ttl < 60:
+            raise ConfigError("REFRESH_TOKEN_TTL must be at least 60 (seconds)")
         if self.env == "production" and self.bcrypt_rounds < 12:
             raise ConfigError("BCRYPT_ROUNDS below 12 is for tests only, not production")
         if self.db_max_open_conns < 1 or not 0 <= self.db_max_idle_conns <= self.db_max_open_conns:
@@ -93,6 +96,7 @@ class Settings:
             port=_int(values, "SERVER_PORT", 8080),
             workers=_int(values, "WEB_CONCURRENCY", 1),
             bcrypt_rounds=_int(values, "BCRYPT_ROUNDS", 12),
+            refresh_token_ttl=_int(values, "REFRESH_TOKEN_TTL", 30 * 24 * 3600),
             db_max_open_conns=_int(values, "DB_MAX_OPEN_CONNS", 25),
             db_max_idle_conns=_int(values, "DB_MAX_IDLE_CONNS", 5),
             db_conn_max_lifetime=_int(values, "DB_CONN_MAX_LIFETIME", 300),

@@ -31,7 +31,7 @@ def make_engine(settings: Settings) -> Engine:
             connect_args={"check_same_thread": False, "timeout": 5.0},
             **pool,
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _configure_sqlite)
         return engine
     return create_engine(
         url,
@@ -43,7 +43,9 @@ def make_engine(settings: Settings) -> Engine:
     )
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # SQLite's lower() folds ASCII only; case-insensitive search needs Unicode's rules.
+    dbapi_connection.create_function("unicode_lower", 1, _lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     # SQLite ignores foreign keys (and ON DELETE CASCADE) unless asked, per connection.
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -51,6 +53,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _lower(value: str | None) -> str | None:
+    return None if value is None else value.lower()
 
 
 class Database:

@@ -47,6 +47,10 @@ class Unauthorized(DomainError):
     status = 401
 
 
+class Forbidden(DomainError):
+    status = 403
+
+
 class NotFound(DomainError):
     status = 404
 
@@ -93,7 +97,8 @@ class Routes:
                 re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "/?$"),
                 ", ".join(m.upper() for m in item if m in verbs),
             )
-            for path, item in spec["paths"].items()
+            # Literal paths first: /api/v1/tasks/batch before /api/v1/tasks/{id}.
+            for path, item in sorted(spec["paths"].items(), key=lambda p: p[0].count("{"))
         ]
 
     def allow(self, path: str) -> str:

@@ -13,9 +13,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from taskapi.errors import PROBLEM_JSON, problem_bytes
 from taskapi.security import SCOPE_KEY, TokenCodec
 
-CORS_METHODS = ("GET", "POST", "PUT", "DELETE", "OPTIONS")
-CORS_HEADERS = ("Origin", "Content-Type", "Authorization")
-CORS_EXPOSED = ("Location",)
+CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+CORS_HEADERS = (
+    "Origin",
+    "Content-Type",
+    "Authorization",
+    "If-Match",
+    "If-None-Match",
+    "Idempotency-Key",
+)
+CORS_EXPOSED = ("Location", "ETag", "Link", "Idempotent-Replayed", "Retry-After")
 CORS_MAX_AGE = 86400
 
 # JSON responses need no scripts, frames or anything else; Swagger UI (/ui/) does.

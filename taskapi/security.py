@@ -43,10 +43,11 @@ class PasswordHasher:
         self._dummy: bytes | None = None
         self._lock = threading.Lock()
 
-    def hash(self, password: str) -> str:
-        """Hash a new password. Raises InvalidInput if bcrypt cannot take all of it."""
+    def hash(self, password: str, *, field: str = "password") -> str:
+        """Hash a new password. Raises InvalidInput (naming `field`) if bcrypt cannot take
+        all of it."""
         if not password_fits(password):
-            raise InvalidInput("password", f"at most {BCRYPT_MAX_BYTES} bytes when UTF-8 encoded")
+            raise InvalidInput(field, f"at most {BCRYPT_MAX_BYTES} bytes when UTF-8 encoded")
         return bcrypt.hashpw(_password_bytes(password), bcrypt.gensalt(self.rounds)).decode()
 
     def verify(self, password: str, hashed: str | None) -> bool:
@@ -80,7 +81,8 @@ class TokenCodec:
         self._key = secret.encode()
         self.ttl = ttl
 
-    def issue(self, *, user_id: int, email: str) -> AccessToken:
+    def issue(self, *, user_id: int, email: str, version: int) -> AccessToken:
+        """A token for the account; `version` is the account's token_version."""
         now = int(time.time())
         jti = uuid.uuid4().hex
         claims = {
@@ -90,6 +92,7 @@ class TokenCodec:
             "iat": now,
             "exp": now + self.ttl,
             "jti": jti,
+            "ver": version,
         }
         token = jwt.encode(claims, self._key, algorithm=TOKEN_ALGORITHM)
         return AccessToken(token=token, jti=jti, expires_in=self.ttl)
@@ -100,12 +103,14 @@ class TokenCodec:
             token,
             self._key,
             algorithms=[TOKEN_ALGORITHM],
-            options={"require": ["exp", "iat", "sub", "jti", "user_id"]},
+            options={"require": ["exp", "iat", "sub", "jti", "user_id", "ver"]},
             leeway=TOKEN_LEEWAY,
         )
         user_id = claims["user_id"]
         if type(user_id) is not int or claims["sub"] != str(user_id):
             raise jwt.InvalidTokenError("user_id and sub disagree")
+        if type(claims["ver"]) is not int or type(claims["jti"]) is not str:
+            raise jwt.InvalidTokenError("malformed ver or jti")
         return claims
 
 

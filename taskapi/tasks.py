@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, NoReturn
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from taskapi.errors import NotFound
+from taskapi.errors import NotFound, PreconditionFailed
 from taskapi.models import Task, utcnow
 
 TASK_NOT_FOUND = "Task not found"
+TASK_CHANGED = "Task has changed since that ETag; fetch it again"
 
 
 @dataclass(frozen=True)
@@ -26,19 +29,23 @@ class TaskFields:
 
 
 @dataclass(frozen=True)
-class ListQuery:
-    status: str | None = None
-    priority: str | None = None
-    page: int = 1
-    limit: int = 20
+class Expect:
+    """A write's precondition (If-Match): any current version, or one of `versions`."""
+
+    versions: frozenset[int] | None = None
 
 
 def create(s: Session, *, owner_id: int, fields: TaskFields) -> Task:
+    return create_many(s, owner_id=owner_id, fields=[fields])[0]
+
+
+def create_many(s: Session, *, owner_id: int, fields: Sequence[TaskFields]) -> list[Task]:
+    """Insert tasks in one round trip; they share one created_at."""
     now = utcnow()
-    task = Task(user_id=owner_id, created_at=now, updated_at=now, **vars(fields))
-    s.add(task)
+    created = [Task(user_id=owner_id, created_at=now, updated_at=now, **vars(f)) for f in fields]
+    s.add_all(created)
     s.flush()
-    return task
+    return created
 
 
 def get_owned(s: Session, *, owner_id: int, task_id: int) -> Task:
@@ -49,47 +56,65 @@ def get_owned(s: Session, *, owner_id: int, task_id: int) -> Task:
     return task
 
 
-def list_owned(s: Session, *, owner_id: int, query: ListQuery) -> tuple[list[Task], int]:
-    """One page of the caller's tasks, newest first, and the size of the filtered set."""
-    where: list[ColumnElement[bool]] = [Task.user_id == owner_id]
-    if query.status is not None:
-        where.append(Task.status == query.status)
-    if query.priority is not None:
-        where.append(Task.priority == query.priority)
-    total = s.scalar(select(func.count()).select_from(Task).where(*where)) or 0
-    offset = (query.page - 1) * query.limit
-    if offset >= total:
-        return [], total
-    page = s.scalars(
-        select(Task)
-        .where(*where)
-        .order_by(Task.created_at.desc(), Task.id.desc())
-        .limit(query.limit)
-        .offset(offset)
-    )
-    return list(page), total
-
-
-def replace(s: Session, *, owner_id: int, task_id: int, fields: TaskFields) -> Task:
+def replace(
+    s: Session, *, owner_id: int, task_id: int, fields: TaskFields, expect: Expect | None = None
+) -> Task:
     """Overwrite the writable fields of the caller's task and bump `updated_at`."""
+    return _write(s, owner_id, task_id, vars(fields), expect)
+
+
+def patch(
+    s: Session,
+    *,
+    owner_id: int,
+    task_id: int,
+    changes: Mapping[str, Any],
+    expect: Expect | None = None,
+) -> Task:
+    """Change only the given fields. An empty patch changes nothing, not even `updated_at`."""
+    if changes:
+        return _write(s, owner_id, task_id, changes, expect)
+    task = get_owned(s, owner_id=owner_id, task_id=task_id)
+    if expect is not None and expect.versions is not None and task.version not in expect.versions:
+        raise PreconditionFailed(TASK_CHANGED)
+    return task
+
+
+def remove(s: Session, *, owner_id: int, task_id: int, expect: Expect | None = None) -> None:
+    """Delete the caller's task. Raises NotFound if there is none to delete."""
+    statement = delete(Task).where(*_target(owner_id, task_id, expect))
+    result = s.execute(statement.execution_options(synchronize_session=False))
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        _missing_or_changed(s, owner_id, task_id, expect)
+
+
+def _write(
+    s: Session, owner_id: int, task_id: int, values: Mapping[str, Any], expect: Expect | None
+) -> Task:
+    # One statement checks the version and writes, so two writers with the same ETag cannot
+    # both win.
     task = s.scalar(
         update(Task)
-        .where(Task.id == task_id, Task.user_id == owner_id)
-        .values(**vars(fields), updated_at=utcnow())
+        .where(*_target(owner_id, task_id, expect))
+        .values(**values, updated_at=utcnow(), version=Task.version + 1)
         .returning(Task)
         .execution_options(synchronize_session=False)
     )
     if task is None:
-        raise NotFound(TASK_NOT_FOUND)
+        _missing_or_changed(s, owner_id, task_id, expect)
     return task
 
 
-def remove(s: Session, *, owner_id: int, task_id: int) -> None:
-    """Delete the caller's task. Raises NotFound if there is none to delete."""
-    result = s.execute(
-        delete(Task)
-        .where(Task.id == task_id, Task.user_id == owner_id)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        raise NotFound(TASK_NOT_FOUND)
+def _target(owner_id: int, task_id: int, expect: Expect | None) -> list[Any]:
+    where = [Task.id == task_id, Task.user_id == owner_id]
+    if expect is not None and expect.versions is not None:
+        where.append(Task.version.in_(expect.versions))
+    return where
+
+
+def _missing_or_changed(s: Session, owner_id: int, task_id: int, expect: Expect | None) -> NoReturn:
+    if expect is not None:
+        exists = s.scalar(select(Task.id).where(Task.id == task_id, Task.user_id == owner_id))
+        if exists is not None:
+            raise PreconditionFailed(TASK_CHANGED)
+    raise NotFound(TASK_NOT_FOUND)

@@ -1,15 +1,15 @@
-"""Accounts: registration, lookup by email, and the per-request account check."""
+"""Accounts: registration, lookup, profile and password changes, and the per-request check."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from taskapi.errors import Conflict, Unauthorized
-from taskapi.models import User
+from taskapi.models import RevokedAccessToken, User, utcnow
 from taskapi.security import INVALID_TOKEN
 
 
@@ -20,7 +20,14 @@ def normalize_email(email: str) -> str:
 
 def register(s: Session, *, email: str, name: str, password_hash: str) -> User:
     """Create an account. Raises Conflict if the email is taken, even by a concurrent request."""
-    user = User(email=normalize_email(email), name=name, password_hash=password_hash)
+    now = utcnow()
+    user = User(
+        email=normalize_email(email),
+        name=name,
+        password_hash=password_hash,
+        created_at=now,
+        updated_at=now,
+    )
     s.add(user)
     try:
         # The unique constraint decides; checking first would race with concurrent sign-ups.
@@ -35,8 +42,50 @@ def find_by_email(s: Session, email: str) -> User | None:
 
 
 def authorized(s: Session, token_info: dict[str, Any]) -> int:
-    """The id of the account a verified token speaks for. Raises Unauthorized if it is gone."""
+    """The account a verified token speaks for. Raises Unauthorized if the account is gone,
+    the token was logged out, or the password changed since it was issued."""
     user_id: int = token_info["sub"]
-    if s.scalar(select(User.id).where(User.id == user_id)) is None:
+    version = s.scalar(
+        select(User.token_version).where(
+            User.id == user_id,
+            ~exists().where(RevokedAccessToken.jti == token_info["jti"]),
+        )
+    )
+    if version is None or version != token_info["ver"]:
         raise Unauthorized(INVALID_TOKEN)
     return user_id
+
+
+def get(s: Session, user_id: int) -> User:
+    """An account that `authorized` has just vouched for."""
+    user = s.get(User, user_id)
+    if user is None:
+        raise Unauthorized(INVALID_TOKEN)
+    return user
+
+
+def rename(s: Session, user_id: int, *, name: str) -> User:
+    return _update(s, user_id, name=name)
+
+
+def set_password(s: Session, user_id: int, *, password_hash: str) -> User:
+    """Replace the password; access tokens issued before stop working."""
+    return _update(s, user_id, password_hash=password_hash, token_version=User.token_version + 1)
+
+
+def _update(s: Session, user_id: int, **values: Any) -> User:
+    user = s.scalar(
+        update(User)
+        .where(User.id == user_id)
+        .values(**values, updated_at=utcnow())
+        .returning(User)
+        .execution_options(synchronize_session=False)
+    )
+    if user is None:
+        raise Unauthorized(INVALID_TOKEN)
+    return user
+
+
+def remove(s: Session, user_id: int) -> None:
+    """Delete the account; its tasks and tokens go with it (ON DELETE CASCADE)."""
+    s.execute(delete(User).where(User.id == user_id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import OperationalError
 
+import taskapi.listing
 import taskapi.tasks
 from tests.conftest import base_settings
 
@@ -42,7 +43,8 @@ def test_nothing_undocumented_is_served(api, path):
     ("method", "path", "allow"),
     [
         ("DELETE", "/api/v1/tasks", "POST, GET"),
-        ("PATCH", "/api/v1/tasks/1", "GET, PUT, DELETE"),
+        ("POST", "/api/v1/tasks/1", "GET, PUT, PATCH, DELETE"),
+        ("GET", "/api/v1/tasks/batch", "POST"),
         ("GET", "/api/v1/auth/login", "POST"),
         ("TRACE", "/health", "GET"),
         ("OPTIONS", "/api/v1/tasks", "POST, GET"),
@@ -122,7 +124,7 @@ def test_database_errors_never_reach_the_client(api, auth, monkeypatch):
     def outage(*args, **kwargs):
         raise OperationalError("SELECT secret FROM x", {}, Exception("server closed"))
 
-    monkeypatch.setattr(taskapi.tasks, "list_owned", outage)
+    monkeypatch.setattr(taskapi.listing, "list_owned", outage)
     response = api.client.get("/api/v1/tasks", headers=auth)
     assert_problem(response, 503)
     assert "SELECT" not in response.text
@@ -150,7 +152,7 @@ def test_cors_preflight_is_204_as_in_the_seed(api):
     assert response.content == b""
     assert response.headers["access-control-allow-origin"] == "*"
     methods = {m.strip() for m in response.headers["access-control-allow-methods"].split(",")}
-    assert methods == {"GET", "POST", "PUT", "DELETE", "OPTIONS"}
+    assert methods == {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
     allowed = response.headers["access-control-allow-headers"].lower()
     assert {"origin", "content-type", "authorization"} <= {h.strip() for h in allowed.split(",")}
     assert response.headers["access-control-max-age"] == "86400"

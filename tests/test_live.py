@@ -52,7 +52,13 @@ def test_readme_walkthrough_works_as_pasted(live_server):
     assert registered["data"]["email"] == "jane@example.com"
     assert second["data"]["priority"] == "low"
     assert [t["title"] for t in listed["data"]] == ["Write the report"]
-    assert listed["meta"] == {"page": 1, "limit": 10, "total_count": 1, "total_pages": 1}
+    assert listed["meta"] == {
+        "page": 1,
+        "limit": 10,
+        "total_count": 1,
+        "total_pages": 1,
+        "next_cursor": None,
+    }
     assert updated["data"]["status"] == "completed"
     assert fetched == updated
     assert deleted == {"success": True, "data": "Task deleted successfully"}

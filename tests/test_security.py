@@ -23,6 +23,7 @@ def claims_for(uid, **overrides):
         "iat": now,
         "exp": now + 900,
         "jti": "abc",
+        "ver": 0,
     }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}

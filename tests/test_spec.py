@@ -60,6 +60,9 @@ def test_every_operation_is_documented_for_clients():
 def test_every_error_response_is_a_problem():
     responses = load_spec()["components"]["responses"]
     for name, response in responses.items():
+        if name == "NotModified":
+            assert "content" not in response  # a 304 has no body
+            continue
         assert list(response["content"]) == ["application/problem+json"], name
         schema = response["content"]["application/problem+json"]["schema"]
         assert schema == {"$ref": "#/components/schemas/Problem"}, name

@@ -185,3 +185,109 @@ def test_odd_ids_are_4xx(api, auth, path, status):
         response = api.client.request(method, path, json={"title": "x"}, headers=auth)
         assert response.status_code == status, (method, response.text)
         assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("content_type", ["application/merge-patch+json", "application/json"])
+def test_patch_changes_only_the_fields_sent(api, auth, content_type):
+    task = api.create_task(
+        auth, description="keep", priority="high", due_date="2026-01-01T00:00:00Z"
+    )
+    response = api.client.patch(
+        f"/api/v1/tasks/{task['id']}",
+        content=b'{"status": "completed"}',
+        headers={**auth, "Content-Type": content_type},
+    )
+    assert response.status_code == 200
+    patched = response.json()["data"]
+    assert patched["status"] == "completed"
+    assert {k: patched[k] for k in ("title", "description", "priority", "due_date")} == {
+        k: task[k] for k in ("title", "description", "priority", "due_date")
+    }
+    assert patched["updated_at"] > task["updated_at"]
+
+
+def test_patch_null_clears_the_due_date(api, auth):
+    task = api.create_task(auth, due_date="2026-01-01T00:00:00Z")
+    patched = api.client.patch(f"/api/v1/tasks/{task['id']}", json={"due_date": None}, headers=auth)
+    assert patched.json()["data"]["due_date"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"title": None}, "title: must be a string"),
+        ({"title": ""}, "title: must not be empty"),
+        ({"status": "done"}, "status: must be one of pending, in_progress, completed"),
+        (
+            {"due_date": "tomorrow"},
+            "due_date: must be an RFC 3339 date-time with a time zone, like 2025-12-31T17:00:00Z",
+        ),
+    ],
+)
+def test_patch_validates_like_put(api, auth, body, message):
+    task = api.create_task(auth)
+    response = api.client.patch(f"/api/v1/tasks/{task['id']}", json=body, headers=auth)
+    assert response.status_code == 400
+    assert response.json()["detail"] == message
+
+
+def test_an_empty_patch_changes_nothing(api, auth):
+    task = api.create_task(auth)
+    response = api.client.patch(f"/api/v1/tasks/{task['id']}", json={}, headers=auth)
+    assert response.status_code == 200
+    assert response.json()["data"] == task
+
+
+def test_patch_ignores_read_only_fields(api, auth):
+    task = api.create_task(auth)
+    body = {"id": 999, "user_id": 999, "created_at": "2000-01-01T00:00:00Z", "title": "new"}
+    patched = api.client.patch(f"/api/v1/tasks/{task['id']}", json=body, headers=auth).json()[
+        "data"
+    ]
+    assert (patched["id"], patched["user_id"], patched["created_at"]) == (
+        task["id"],
+        task["user_id"],
+        task["created_at"],
+    )
+
+
+def test_patch_of_another_users_task_is_404(api, auth):
+    owner = api.user()
+    task = api.create_task(owner)
+    assert (
+        api.client.patch(
+            f"/api/v1/tasks/{task['id']}", json={"title": "x"}, headers=auth
+        ).status_code
+        == 404
+    )
+    fetched = api.client.get(f"/api/v1/tasks/{task['id']}", headers=owner).json()["data"]
+    assert fetched == task
+
+
+def test_batch_creates_all_in_order(api, auth):
+    body = {"tasks": [{"title": "one", "priority": "high"}, {"title": "two"}, {"title": "three"}]}
+    response = api.client.post("/api/v1/tasks/batch", json=body, headers=auth)
+    assert response.status_code == 201
+    created = response.json()["data"]
+    assert [t["title"] for t in created] == ["one", "two", "three"]
+    assert created[0]["priority"] == "high"
+    assert created[1]["status"] == "pending"
+    listed = api.client.get("/api/v1/tasks", headers=auth).json()
+    assert listed["meta"]["total_count"] == 3
+
+
+def test_batch_is_all_or_nothing_with_errors_by_index(api, auth):
+    body = {"tasks": [{"title": "fine"}, {"title": ""}, {"title": "x", "status": "done"}]}
+    response = api.client.post("/api/v1/tasks/batch", json=body, headers=auth)
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"field": "tasks[1].title", "message": "must not be empty"},
+        {"field": "tasks[2].status", "message": "must be one of pending, in_progress, completed"},
+    ]
+    assert api.client.get("/api/v1/tasks", headers=auth).json()["meta"]["total_count"] == 0
+
+
+@pytest.mark.parametrize(("count", "status"), [(0, 400), (100, 201), (101, 400)])
+def test_batch_takes_1_to_100_tasks(api, auth, count, status):
+    body = {"tasks": [{"title": f"t{i}"} for i in range(count)]}
+    assert api.client.post("/api/v1/tasks/batch", json=body, headers=auth).status_code == status

@@ -33,3 +33,10 @@ def json_response(
         headers=dict(headers or {}),
         content_type="application/json",
     )
+
+
+def empty(status: int, headers: Mapping[str, str] | None = None) -> flask.Response:
+    """A response without a body (204, 304), and so without a Content-Type."""
+    response = flask.Response(status=status, headers=dict(headers or {}))
+    del response.headers["Content-Type"]
+    return response

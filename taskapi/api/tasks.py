@@ -3,77 +3,142 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import flask
+from sqlalchemy.orm import Session
 
-from taskapi import tasks, timestamps, users
-from taskapi.api import services
-from taskapi.api.envelope import ok
+from taskapi import listing, tasks, timestamps, users
+from taskapi.api import conditional, idempotent, services
+from taskapi.api.envelope import empty, ok
 from taskapi.api.serialize import task_json
+from taskapi.models import Task
 
 DELETED = "Task deleted successfully"
+TASKS_PATH = "/api/v1/tasks"
+# Lets browsers and proxies keep a task but makes them revalidate it (If-None-Match) first.
+REVALIDATE = "private, no-cache"
+WRITABLE = ("title", "description", "status", "priority", "due_date")
+
+
+def _date(value: str | None) -> Any:
+    return None if value is None else timestamps.parse(value)
 
 
 def _fields(body: dict[str, Any]) -> tasks.TaskFields:
     # The spec's defaults are already applied to `body` by the request validator.
-    due = body.get("due_date")
     return tasks.TaskFields(
         title=body["title"],
         description=body["description"],
         status=body["status"],
         priority=body["priority"],
-        due_date=None if due is None else timestamps.parse(due),
+        due_date=_date(body.get("due_date")),
     )
 
 
-def _location(task_id: int) -> dict[str, str]:
-    return {"Location": f"/api/v1/tasks/{task_id}"}
+def _respond(
+    task: Task, status: int = 200, headers: Mapping[str, str] | None = None
+) -> flask.Response:
+    return ok(task_json(task), status, headers={"ETag": conditional.etag(task), **(headers or {})})
+
+
+def _if_match(task_id: int) -> tasks.Expect | None:
+    return conditional.if_match(flask.request.headers.get("If-Match"), task_id)
 
 
 def create_task(body: dict[str, Any], token_info: dict[str, Any]) -> flask.Response:
-    with services.current().db.transaction() as s:
-        owner = users.authorized(s, token_info)
+    def work(s: Session, owner: int) -> flask.Response:
         task = tasks.create(s, owner_id=owner, fields=_fields(body))
-    return ok(task_json(task), 201, headers=_location(task.id))
+        return _respond(task, 201, {"Location": f"{TASKS_PATH}/{task.id}"})
+
+    return idempotent.run("createTask", body, token_info, work)
 
 
-def list_tasks(
-    token_info: dict[str, Any],
-    page: int,
-    limit: int,
-    status: str | None = None,
-    priority: str | None = None,
-) -> flask.Response:
-    query = tasks.ListQuery(status=status, priority=priority, page=page, limit=limit)
+def create_tasks(body: dict[str, Any], token_info: dict[str, Any]) -> flask.Response:
+    def work(s: Session, owner: int) -> flask.Response:
+        created = tasks.create_many(s, owner_id=owner, fields=[_fields(t) for t in body["tasks"]])
+        return ok([task_json(t) for t in created], 201)
+
+    return idempotent.run("createTasks", body, token_info, work)
+
+
+def list_tasks(token_info: dict[str, Any], **params: Any) -> flask.Response:
+    query = listing.ListQuery(
+        status=params.get("status"),
+        priority=params.get("priority"),
+        q=params.get("q"),
+        due_before=_date(params.get("due_before")),
+        due_after=_date(params.get("due_after")),
+        created_before=_date(params.get("created_before")),
+        created_after=_date(params.get("created_after")),
+        sort=listing.Sort.parse(params["sort"]),
+        page=params["page"],
+        limit=params["limit"],
+        cursor=params.get("cursor"),
+    )
     with services.current().db.reading() as s:
-        owner = users.authorized(s, token_info)
-        page_tasks, total = tasks.list_owned(s, owner_id=owner, query=query)
-    meta = {
-        "page": page,
-        "limit": limit,
-        "total_count": total,
-        "total_pages": math.ceil(total / limit),
-    }
-    return ok([task_json(t) for t in page_tasks], meta=meta)
+        page = listing.list_owned(s, owner_id=users.authorized(s, token_info), query=query)
+    meta: dict[str, Any] = {"limit": query.limit, "next_cursor": page.next_cursor}
+    if page.total is not None:
+        pages = math.ceil(page.total / query.limit)
+        meta |= {"page": query.page, "total_count": page.total, "total_pages": pages}
+    data = [task_json(t) for t in page.tasks]
+    return ok(data, meta=meta, headers={"Link": _link_header(query, meta)})
+
+
+def _link_header(query: listing.ListQuery, meta: dict[str, Any]) -> str:
+    """RFC 8288 links to the neighbouring pages, keeping the filters, sort and limit."""
+    kept = {k: v for k, v in flask.request.args.items() if k not in ("page", "cursor")}
+
+    def url(**position: Any) -> str:
+        return f"{TASKS_PATH}?{urlencode({**kept, **position})}"
+
+    links = {"first": url(page=1)}
+    if "total_pages" in meta:
+        last = max(meta["total_pages"], 1)
+        if query.page > 1:
+            links["prev"] = url(page=min(query.page - 1, last))
+        if query.page < last:
+            links["next"] = url(page=query.page + 1)
+        links["last"] = url(page=last)
+    elif meta["next_cursor"]:
+        links["next"] = url(cursor=meta["next_cursor"])
+    return ", ".join(f'<{target}>; rel="{rel}"' for rel, target in links.items())
 
 
 def get_task(id: int, token_info: dict[str, Any]) -> flask.Response:
     with services.current().db.reading() as s:
-        owner = users.authorized(s, token_info)
-        task = tasks.get_owned(s, owner_id=owner, task_id=id)
-    return ok(task_json(task))
+        task = tasks.get_owned(s, owner_id=users.authorized(s, token_info), task_id=id)
+    tag = conditional.etag(task)
+    if conditional.none_match(flask.request.headers.get("If-None-Match"), tag):
+        return empty(304, {"ETag": tag, "Cache-Control": REVALIDATE})
+    return _respond(task, headers={"Cache-Control": REVALIDATE})
 
 
 def update_task(id: int, body: dict[str, Any], token_info: dict[str, Any]) -> flask.Response:
     with services.current().db.transaction() as s:
         owner = users.authorized(s, token_info)
-        task = tasks.replace(s, owner_id=owner, task_id=id, fields=_fields(body))
-    return ok(task_json(task))
+        task = tasks.replace(
+            s, owner_id=owner, task_id=id, fields=_fields(body), expect=_if_match(id)
+        )
+    return _respond(task)
+
+
+def patch_task(id: int, body: dict[str, Any], token_info: dict[str, Any]) -> flask.Response:
+    # JSON Merge Patch (RFC 7396): members present are set; `null` clears (only due_date may be).
+    changes = {k: body[k] for k in WRITABLE if k in body}
+    if "due_date" in changes:
+        changes["due_date"] = _date(changes["due_date"])
+    with services.current().db.transaction() as s:
+        owner = users.authorized(s, token_info)
+        task = tasks.patch(s, owner_id=owner, task_id=id, changes=changes, expect=_if_match(id))
+    return _respond(task)
 
 
 def delete_task(id: int, token_info: dict[str, Any]) -> flask.Response:
     with services.current().db.transaction() as s:
         owner = users.authorized(s, token_info)
-        tasks.remove(s, owner_id=owner, task_id=id)
+        tasks.remove(s, owner_id=owner, task_id=id, expect=_if_match(id))
     return ok(DELETED)

@@ -1,0 +1,62 @@
+"""Running a create under an Idempotency-Key: once, however often the client retries it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import flask
+from sqlalchemy.orm import Session
+
+from taskapi import idempotency, users
+from taskapi.api import services
+from taskapi.idempotency import StoredResponse
+
+REPLAYED_HEADERS = ("Location", "ETag")
+
+
+def run(
+    operation: str,
+    body: Any,
+    token_info: dict[str, Any],
+    work: Callable[[Session, int], flask.Response],
+) -> flask.Response:
+    """`work(session, owner_id)` in one transaction, at most once per Idempotency-Key."""
+    db = services.current().db
+    key = flask.request.headers.get("Idempotency-Key")
+    if key is None:
+        with db.transaction() as s:
+            return work(s, users.authorized(s, token_info))
+
+    fingerprint = hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    scope = {"operation": operation, "key": key}
+    with db.transaction() as s:
+        owner = users.authorized(s, token_info)
+        stored = idempotency.claim(s, user_id=owner, request_hash=fingerprint, **scope)
+    if stored is not None:
+        return flask.Response(
+            stored.body,
+            status=stored.status,
+            headers={**stored.headers, "Idempotent-Replayed": "true"},
+            content_type="application/json",
+        )
+    try:
+        with db.transaction() as s:
+            users.authorized(s, token_info)
+            response = work(s, owner)
+            # Stored in the same transaction as the work: both happen, or neither.
+            idempotency.complete(s, user_id=owner, response=_storable(response), **scope)
+        return response
+    except Exception:
+        with db.transaction() as s:
+            idempotency.release(s, user_id=owner, **scope)
+        raise
+
+
+def _storable(response: flask.Response) -> StoredResponse:
+    headers = {k: response.headers[k] for k in REPLAYED_HEADERS if k in response.headers}
+    return StoredResponse(response.status_code, headers, response.get_data(as_text=True))

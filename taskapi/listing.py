@@ -1,0 +1,204 @@
+"""Listing the caller's tasks: filters, sorting, offset pages and keyset cursors.
+
+Offset pages (`page`) count the filtered set, as the seed API does. A cursor instead names the
+last row seen, so the next page starts from it through the index: page 50,000 costs what page 1
+costs. Every page answers `next_cursor`, so a client can switch at any point.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import operator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, tuple_
+from sqlalchemy.orm import Session
+
+from taskapi import timestamps
+from taskapi.errors import InvalidInput
+from taskapi.models import Task
+
+PRIORITY_RANKS = {"low": 1, "medium": 2, "high": 3}
+PRIORITY_RANK = case(PRIORITY_RANKS, value=Task.priority)
+SORTABLE = ("created_at", "updated_at", "due_date", "priority", "title")
+CURSOR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Sort:
+    """A sort key, ascending or descending; ties always go to the id, in the same direction."""
+
+    key: str = "created_at"
+    descending: bool = True
+
+    @classmethod
+    def parse(cls, text: str) -> Sort:
+        key = text.removeprefix("-")
+        if key not in SORTABLE:
+            raise InvalidInput("sort", "must be one of " + ", ".join(SORTABLE))
+        return cls(key, text.startswith("-"))
+
+    def __str__(self) -> str:
+        return ("-" if self.descending else "") + self.key
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    status: str | None = None
+    priority: str | None = None
+    q: str | None = None
+    due_before: datetime | None = None
+    due_after: datetime | None = None
+    created_before: datetime | None = None
+    created_after: datetime | None = None
+    sort: Sort = field(default_factory=Sort)
+    page: int = 1
+    limit: int = 20
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    tasks: list[Task]
+    # The size of the filtered set; only counted for offset pages.
+    total: int | None
+    next_cursor: str | None
+
+
+def list_owned(s: Session, *, owner_id: int, query: ListQuery) -> Page:
+    """One page of the caller's tasks."""
+    dialect = s.get_bind().dialect.name
+    where = [Task.user_id == owner_id, *_filters(query, dialect)]
+    if query.cursor is not None:
+        # The cursor carries the order it was issued in, and wins over `sort` as over `page`.
+        sort, last_key, last_id = decode_cursor(query.cursor)
+        key = _sort_key(sort.key, dialect)
+        where.append(_after(key, sort, last_key, last_id))
+        statement = select(Task).where(*where).order_by(*_order(key, sort))
+        rows = list(s.scalars(statement.limit(query.limit + 1)))
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        return Page(rows, None, _encode(rows[-1], sort) if more else None)
+
+    total = s.scalar(select(func.count()).select_from(Task).where(*where)) or 0
+    offset = (query.page - 1) * query.limit
+    if offset >= total:
+        return Page([], total, None)
+    key = _sort_key(query.sort.key, dialect)
+    statement = select(Task).where(*where).order_by(*_order(key, query.sort))
+    rows = list(s.scalars(statement.limit(query.limit).offset(offset)))
+    more = offset + len(rows) < total
+    return Page(rows, total, _encode(rows[-1], query.sort) if more else None)
+
+
+def _sort_key(name: str, dialect: str) -> ColumnElement[Any]:
+    if name == "priority":
+        return PRIORITY_RANK
+    if name == "title" and dialect == "postgresql":
+        # Code-point order, which is what SQLite's BINARY collation gives: the same on both.
+        return Task.title.collate("C")
+    column: ColumnElement[Any] = getattr(Task, name)
+    return column
+
+
+def _order(key: ColumnElement[Any], sort: Sort) -> list[ColumnElement[Any]]:
+    direction = key.desc() if sort.descending else key.asc()
+    if sort.key == "due_date":
+        direction = direction.nulls_last()  # tasks without a due date come last either way
+    return [direction, Task.id.desc() if sort.descending else Task.id.asc()]
+
+
+def _filters(query: ListQuery, dialect: str) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if query.status is not None:
+        where.append(Task.status == query.status)
+    if query.priority is not None:
+        where.append(Task.priority == query.priority)
+    if query.q:
+        where.append(
+            or_(
+                _contains(Task.title, query.q, dialect),
+                _contains(Task.description, query.q, dialect),
+            )
+        )
+    # Ranges are half-open: `after` includes its instant, `before` excludes it.
+    if query.due_after is not None:
+        where.append(Task.due_date >= query.due_after)
+    if query.due_before is not None:
+        where.append(Task.due_date < query.due_before)
+    if query.created_after is not None:
+        where.append(Task.created_at >= query.created_after)
+    if query.created_before is not None:
+        where.append(Task.created_at < query.created_before)
+    return where
+
+
+def _contains(column: Any, text: str, dialect: str) -> ColumnElement[bool]:
+    """Case-insensitive substring match; `%` and `_` in `text` are literal."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    if dialect == "postgresql":
+        # Served by the pg_trgm indexes of migration 0002.
+        match: ColumnElement[bool] = column.ilike(f"%{escaped}%", escape="\\")
+        return match
+    # SQLite's own lower() only folds ASCII; db.py registers Python's as unicode_lower().
+    return func.unicode_lower(column).like(f"%{escaped.lower()}%", escape="\\")
+
+
+def _after(key: ColumnElement[Any], sort: Sort, last_key: Any, last_id: int) -> ColumnElement[bool]:
+    """Rows that sort after (last_key, last_id), as a row comparison an index can serve."""
+    later = operator.lt if sort.descending else operator.gt
+    if last_key is None:  # only due_date is nullable, and its nulls come last
+        return and_(key.is_(None), later(Task.id, last_id))
+    position: ColumnElement[bool] = later(
+        tuple_(key, Task.id), tuple_(literal(last_key, key.type), literal(last_id))
+    )
+    return or_(position, key.is_(None)) if sort.key == "due_date" else position
+
+
+def _key_of(task: Task, sort: Sort) -> Any:
+    if sort.key == "priority":
+        return PRIORITY_RANKS[task.priority]
+    value = getattr(task, sort.key)
+    return timestamps.render(value) if isinstance(value, datetime) else value
+
+
+def _encode(task: Task, sort: Sort) -> str:
+    payload = {"v": CURSOR_VERSION, "s": str(sort), "k": _key_of(task, sort), "i": task.id}
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[Sort, Any, int]:
+    """The sort, and the (key, id) of the row `cursor` points after. Raises InvalidInput."""
+    bad = InvalidInput("cursor", "is not a cursor this API issued")
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(payload, dict) or payload.get("v") != CURSOR_VERSION:
+            raise bad
+        sort = Sort.parse(str(payload.get("s")))
+        last_key, last_id = payload.get("k"), payload.get("i")
+        if type(last_id) is not int or not 1 <= last_id < 2**63:
+            raise bad
+        return sort, _check_key(sort.key, last_key), last_id
+    except (binascii.Error, TypeError, ValueError, InvalidInput):
+        raise bad from None
+
+
+def _check_key(key: str, value: Any) -> Any:
+    if key == "priority":
+        if type(value) is not int or value not in PRIORITY_RANKS.values():
+            raise ValueError(value)
+        return value
+    if key == "title":
+        if not isinstance(value, str):
+            raise TypeError(value)
+        return value
+    if value is None and key == "due_date":
+        return None
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return timestamps.parse(value)

@@ -1,0 +1,112 @@
+"""Login sessions in the database: rotating refresh tokens and logged-out access tokens.
+
+A login starts a family of refresh tokens. Each refresh uses one up and issues its successor in
+the same family. Presenting a used token again means it was stolen or replayed, so the whole
+family is revoked (OAuth 2.0 Security BCP, refresh token rotation). Only SHA-256 digests of
+refresh tokens are stored; security.py holds the cryptography of access tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy.orm import Session
+
+from taskapi.models import RefreshToken, RevokedAccessToken, utcnow
+
+
+@dataclass(frozen=True)
+class Rotated:
+    user_id: int
+    refresh_token: str
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def issue(s: Session, *, user_id: int, ttl: int, family: str | None = None) -> str:
+    """A new refresh token for `user_id`: of a new family (a login) unless one is given."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    s.add(
+        RefreshToken(
+            user_id=user_id,
+            family=family or uuid.uuid4().hex,
+            token_hash=_digest(token),
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl),
+        )
+    )
+    return token
+
+
+def rotate(s: Session, presented: str, *, ttl: int) -> Rotated | None:
+    """Use up `presented` and issue its successor; None if it cannot be used.
+
+    A token that was already used revokes its whole family. The caller commits that even
+    though it answers 401.
+    """
+    now = utcnow()
+    digest = _digest(presented)
+    # One statement claims the token, so two concurrent refreshes cannot both succeed.
+    claimed = s.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.token_hash == digest,
+            RefreshToken.used_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+            RefreshToken.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(RefreshToken.user_id, RefreshToken.family)
+    ).first()
+    if claimed is not None:
+        user_id, family = claimed
+        return Rotated(user_id, issue(s, user_id=user_id, ttl=ttl, family=family))
+    replayed_family = s.scalar(
+        select(RefreshToken.family).where(
+            RefreshToken.token_hash == digest, RefreshToken.used_at.is_not(None)
+        )
+    )
+    if replayed_family is not None:
+        _revoke(s, RefreshToken.family == replayed_family, now)
+    return None
+
+
+def revoke_presented(s: Session, presented: str, *, user_id: int) -> None:
+    """Log out the session `presented` belongs to, if it is one of `user_id`'s."""
+    family = s.scalar(
+        select(RefreshToken.family).where(
+            RefreshToken.token_hash == _digest(presented), RefreshToken.user_id == user_id
+        )
+    )
+    if family is not None:
+        _revoke(s, RefreshToken.family == family, utcnow())
+
+
+def revoke_all(s: Session, *, user_id: int) -> None:
+    """Log out every session of `user_id`."""
+    _revoke(s, RefreshToken.user_id == user_id, utcnow())
+
+
+def _revoke(s: Session, which: ColumnElement[bool], now: datetime) -> None:
+    s.execute(
+        update(RefreshToken)
+        .where(which, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def deny_access_token(s: Session, *, jti: str, user_id: int, expires_at: datetime) -> None:
+    """Refuse the access token `jti` from now until it would have expired anyway."""
+    now = utcnow()
+    # Entries are only needed until their token expires; clearing them here keeps the table small.
+    s.execute(delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now))
+    s.add(RevokedAccessToken(jti=jti, user_id=user_id, expires_at=expires_at))

@@ -19,10 +19,10 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 pytestmark = pytest.mark.live
 
 
-def readme_walkthrough() -> str:
-    text = README.read_text()
-    section = text.split("## Walkthrough", 1)[1]
-    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+def readme_walkthrough() -> list[str]:
+    """The shell blocks of the README's walkthrough section, in order."""
+    section = README.read_text().split("## Walkthrough", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.*?)```", section, re.S)
 
 
 def json_documents(text: str) -> list[dict]:
@@ -38,7 +38,7 @@ def json_documents(text: str) -> list[dict]:
 
 @pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
 def test_readme_walkthrough_works_as_pasted(live_server):
-    script = readme_walkthrough().replace("http://localhost:8080", live_server)
+    script = readme_walkthrough()[0].replace("http://localhost:8080", live_server)
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
         capture_output=True,
@@ -62,6 +62,28 @@ def test_readme_walkthrough_works_as_pasted(live_server):
     assert updated["data"]["status"] == "completed"
     assert fetched == updated
     assert deleted == {"success": True, "data": "Task deleted successfully"}
+
+
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
+def test_readme_examples_beyond_the_seed_work_as_pasted(live_server):
+    blocks = readme_walkthrough()
+    assert len(blocks) > 1
+    script = "\n".join(blocks).replace("http://localhost:8080", live_server)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.lower()
+    assert out.count("idempotent-replayed: true") == 1
+    assert '"name": "jane q. doe"' in out
+    assert '"status": "in_progress"' in out
+    assert "\n204\n" in out  # logout
+    assert "\n200\n" in out  # If-None-Match with the ETag from before the PATCH
+    assert "\n2\n" in out  # the batch
 
 
 def test_live_server_speaks_the_seed_protocol(live_server):

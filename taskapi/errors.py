@@ -153,7 +153,7 @@ def register_error_handlers(app: Any, routes: Routes) -> None:
         return respond(request, exc.status, exc.detail, exc.headers, extra=extra)
 
     def on_bad_encoding(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-        return respond(request, 400, "request body is not valid UTF-8")
+        return respond(request, 400, "request body: is not valid UTF-8")
 
     def on_database_unavailable(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         log.error("database unavailable: %s", type(exc).__name__)

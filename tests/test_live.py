@@ -36,18 +36,29 @@ def json_documents(text: str) -> list[dict]:
     return documents
 
 
-@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
-def test_readme_walkthrough_works_as_pasted(live_server):
-    script = readme_walkthrough()[0].replace("http://localhost:8080", live_server)
+needs_curl_and_jq = pytest.mark.skipif(
+    not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq"
+)
+
+
+def run_as_pasted(blocks: list[str], base_url: str) -> str:
+    """Run README shell blocks against `base_url` as a strict bash script; its output."""
+    script = "\n".join(blocks).replace("http://localhost:8080", base_url)
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    health, registered, second, listed, updated, fetched, deleted = json_documents(result.stdout)
+    return result.stdout
+
+
+@needs_curl_and_jq
+def test_readme_walkthrough_works_as_pasted(live_server):
+    output = run_as_pasted(readme_walkthrough()[:1], live_server)
+    health, registered, second, listed, updated, fetched, deleted = json_documents(output)
     assert health["status"] == "healthy"
     assert registered["data"]["email"] == "jane@example.com"
     assert second["data"]["priority"] == "low"
@@ -64,20 +75,11 @@ def test_readme_walkthrough_works_as_pasted(live_server):
     assert deleted == {"success": True, "data": "Task deleted successfully"}
 
 
-@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
+@needs_curl_and_jq
 def test_readme_examples_beyond_the_seed_work_as_pasted(live_server):
     blocks = readme_walkthrough()
     assert len(blocks) > 1
-    script = "\n".join(blocks).replace("http://localhost:8080", live_server)
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    out = result.stdout.lower()
+    out = run_as_pasted(blocks, live_server).lower()
     assert out.count("idempotent-replayed: true") == 1
     assert '"name": "jane q. doe"' in out
     assert '"status": "in_progress"' in out

@@ -5,6 +5,8 @@ import type { components, paths } from "../../../build/ts/taskapi.d.ts";
 type Task = components["schemas"]["Task"];
 type TaskInput = components["schemas"]["TaskInput"];
 type Problem = components["schemas"]["Problem"];
+type TaskPatch = components["schemas"]["TaskPatch"];
+type RefreshRequest = components["schemas"]["RefreshRequest"];
 type ListQuery = NonNullable<paths["/api/v1/tasks"]["get"]["parameters"]["query"]>;
 type ListBody = paths["/api/v1/tasks"]["get"]["responses"]["200"]["content"]["application/json"];
 type LoginBody = paths["/api/v1/auth/login"]["post"]["responses"]["200"]["content"]["application/json"];
@@ -19,13 +21,25 @@ export const cleared: TaskInput = { title: "No deadline", due_date: null };
 export const query: ListQuery = { status: "pending", priority: "high", page: 1, limit: 20 };
 
 export function titles(body: ListBody): string[] {
-  const pages: number = body.meta.total_pages;
-  return body.data.map((task: Task) => `${task.title} (${task.status}, ${pages} pages)`);
+  // Offset pages count the set; cursor pages leave the count out.
+  const pages: number | undefined = body.meta.total_pages;
+  return body.data.map((task: Task) => `${task.title} (${task.status}, ${pages ?? "?"} pages)`);
+}
+
+export function nextPage(body: ListBody): ListQuery | null {
+  const cursor: string | null = body.meta.next_cursor;
+  return cursor === null ? null : { cursor, limit: body.meta.limit };
 }
 
 export function bearer(body: LoginBody): string {
-  return `Bearer ${body.data.token}`;
+  return `${body.data.token_type} ${body.data.token}`;
 }
+
+export function refreshBody(body: LoginBody): RefreshRequest {
+  return { refresh_token: body.data.refresh_token };
+}
+
+export const finish: TaskPatch = { status: "completed", due_date: null };
 
 export function explain(problem: NotFound | Problem): string {
   const fields = (problem.errors ?? []).map((e) => `${e.field}: ${e.message}`);
@@ -36,3 +50,5 @@ export function explain(problem: NotFound | Problem): string {
 export const badStatus: TaskInput = { title: "x", status: "done" };
 // @ts-expect-error title is required
 export const noTitle: TaskInput = { priority: "low" };
+// @ts-expect-error only due_date may be null in a patch
+export const nullTitle: TaskPatch = { title: null };

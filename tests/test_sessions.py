@@ -227,3 +227,28 @@ def test_deleting_the_account_needs_its_password(api, session):
 def test_access_tokens_carry_the_token_version(session):
     claims = jwt.decode(session["token"], JWT_SECRET, algorithms=["HS256"])
     assert claims["ver"] == 0
+
+
+@pytest.mark.parametrize("ending", ["logout", "password change"])
+def test_an_ended_token_cannot_reach_tasks_that_still_exist(api, session, ending):
+    task = api.create_task(bearer(session))
+    api.create_task(bearer(session))
+    if ending == "logout":
+        api.client.post(
+            "/api/v1/auth/logout",
+            json={"refresh_token": session["refresh_token"]},
+            headers=bearer(session),
+        )
+    else:
+        change_password(api, session, PASSWORD, "brand-new-password")
+    calls = [
+        ("GET", "/api/v1/tasks", None),
+        ("GET", f"/api/v1/tasks/{task['id']}", None),
+        ("PUT", f"/api/v1/tasks/{task['id']}", {"title": "x"}),
+        ("PATCH", f"/api/v1/tasks/{task['id']}", {"title": "x"}),
+        ("DELETE", f"/api/v1/tasks/{task['id']}", None),
+        ("POST", "/api/v1/tasks", {"title": "x"}),
+    ]
+    for method, path, body in calls:
+        response = api.client.request(method, path, json=body, headers=bearer(session))
+        assert response.status_code == 401, (method, path)

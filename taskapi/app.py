@@ -17,7 +17,7 @@ from connexion.utils import get_function_from_name
 from taskapi.api.services import EXTENSION_KEY, Services
 from taskapi.config import Settings
 from taskapi.db import Database, make_engine
-from taskapi.errors import Routes, register_error_handlers
+from taskapi.errors import HTTP_METHODS, Routes, register_error_handlers
 from taskapi.middleware import (
     BodyLimitMiddleware,
     CORSMiddleware,
@@ -28,8 +28,6 @@ from taskapi.middleware import (
 from taskapi.resources import load_spec
 from taskapi.security import PasswordHasher, TokenCodec
 from taskapi.validation import BodyValidator, ParamValidator
-
-HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 
 
 class TagResolver(Resolver):  # type: ignore[misc]

@@ -19,6 +19,8 @@ log = logging.getLogger("taskapi")
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = "5"
+# The OpenAPI path-item keys that are operations.
+HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 
 
 class DomainError(Exception):
@@ -91,11 +93,10 @@ class Routes:
     """The spec's paths and methods, for a correct `Allow` header on 405 responses."""
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
-        verbs = {"get", "put", "post", "delete", "patch"}
         self._routes = [
             (
                 re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "/?$"),
-                ", ".join(m.upper() for m in item if m in verbs),
+                ", ".join(m.upper() for m in item if m in HTTP_METHODS),
             )
             # Literal paths first: /api/v1/tasks/batch before /api/v1/tasks/{id}.
             for path, item in sorted(spec["paths"].items(), key=lambda p: p[0].count("{"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,7 +24,7 @@ REVALIDATE = "private, no-cache"
 WRITABLE = ("title", "description", "status", "priority", "due_date")
 
 
-def _date(value: str | None) -> Any:
+def _date(value: str | None) -> datetime | None:
     return None if value is None else timestamps.parse(value)
 
 

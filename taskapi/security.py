@@ -70,7 +70,6 @@ class PasswordHasher:
 @dataclass(frozen=True)
 class AccessToken:
     token: str
-    jti: str
     expires_in: int
 
 
@@ -84,18 +83,17 @@ class TokenCodec:
     def issue(self, *, user_id: int, email: str, version: int) -> AccessToken:
         """A token for the account; `version` is the account's token_version."""
         now = int(time.time())
-        jti = uuid.uuid4().hex
         claims = {
             "user_id": user_id,
             "email": email,
             "sub": str(user_id),
             "iat": now,
             "exp": now + self.ttl,
-            "jti": jti,
+            "jti": uuid.uuid4().hex,
             "ver": version,
         }
         token = jwt.encode(claims, self._key, algorithm=TOKEN_ALGORITHM)
-        return AccessToken(token=token, jti=jti, expires_in=self.ttl)
+        return AccessToken(token=token, expires_in=self.ttl)
 
     def decode(self, token: str) -> dict[str, Any]:
         """The verified claims. Raises jwt.InvalidTokenError for anything else."""

@@ -177,7 +177,8 @@ class BodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
 
         new_scope = dict(scope)
         headers = MutableHeaders(raw=list(scope["headers"]))
-        # A JSON body sent without a Content-Type is read as JSON (the spec's only type).
+        # Whatever it arrived as (no Content-Type, or merge-patch+json), the body was just
+        # validated as JSON and goes on to Flask as plain JSON.
         headers["content-type"] = "application/json"
         headers["content-length"] = str(len(encoded))
         new_scope["headers"] = headers.raw

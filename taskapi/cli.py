@@ -1,4 +1,4 @@
-"""The `taskapi` command: serve | db upgrade/downgrade/current | openapi."""
+"""The `taskapi` command: serve | db upgrade/downgrade/current | openapi | settings."""
 
 from __future__ import annotations
 
@@ -8,23 +8,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from alembic import command
-from alembic.config import Config
-
-from taskapi import __version__
+from taskapi import __version__, config, migrate
 from taskapi.config import ConfigError, Settings
-from taskapi.resources import load_spec, migrations_path, spec_path
-
-
-def alembic_config(settings: Settings) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(migrations_path()))
-    config.attributes["settings"] = settings
-    return config
-
-
-def migrate(settings: Settings, revision: str = "head") -> None:
-    command.upgrade(alembic_config(settings), revision)
+from taskapi.resources import load_spec, spec_path
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -32,7 +18,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     if settings.is_sqlite:
         # The embedded default needs no setup: bring its schema up to date first.
-        migrate(settings)
+        migrate.upgrade(settings)
     uvicorn.run(
         "taskapi.app:create_app",
         factory=True,
@@ -51,13 +37,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _db(args: argparse.Namespace, settings: Settings) -> int:
     # Alembic reports each migration it runs through logging.
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = alembic_config(settings)
     if args.action == "upgrade":
-        command.upgrade(config, args.revision or "head")
+        migrate.upgrade(settings, args.revision or "head")
     elif args.action == "downgrade":
-        command.downgrade(config, args.revision or "-1")
+        migrate.downgrade(settings, args.revision or "-1")
     else:
-        command.current(config, verbose=True)
+        migrate.current(settings)
+    return 0
+
+
+def _settings(settings: Settings) -> int:
+    for name, declared in config.declarations().items():
+        value = getattr(settings, name)
+        shown = "(hidden)" if name == "jwt_secret" else value
+        print(f"{declared.env}={','.join(shown) if isinstance(shown, tuple) else shown}")
     return 0
 
 
@@ -89,6 +82,11 @@ def parser() -> argparse.ArgumentParser:
 
     spec = commands.add_parser("openapi", help="print the OpenAPI spec")
     spec.add_argument("--json", action="store_true", help="as JSON instead of YAML")
+
+    shown = commands.add_parser("settings", help="print the settings in effect")
+    shown.add_argument(
+        "--markdown", action="store_true", help="print the README's table of every setting"
+    )
     return root
 
 
@@ -96,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "openapi":
         return _openapi(args)
+    if args.command == "settings" and args.markdown:
+        print(config.markdown_table())
+        return 0
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
@@ -103,4 +104,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return _serve(args, settings)
+    if args.command == "settings":
+        return _settings(settings)
     return _db(args, settings)

@@ -1,26 +1,46 @@
-"""Settings: every knob TaskAPI reads from the environment, in one typed place.
+"""Settings: every knob TaskAPI reads from the environment, each declared once.
 
-Values come from the process environment, then from a `.env` file in the working directory
-(the environment wins). Nothing else in the package reads `os.environ`.
+A setting is a field of `Settings` declared with `setting(...)`: its environment variable, its
+meaning, its default (per environment where they differ) and its bounds. `from_env`, the
+validation messages, `taskapi settings` and the README's configuration table are all derived
+from those declarations. Values come from the process environment, then from a `.env` file in
+the working directory (the environment wins). Nothing else in the package reads `os.environ`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 from dotenv import dotenv_values
 
 Environment = Literal["development", "production"]
+LogFormat = Literal["text", "json"]
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 MIN_SECRET_BYTES = 32
 DEV_SECRET_FILE = ".taskapi-dev-secret"
 DEFAULT_SQLITE_URL = "sqlite:///taskapi.db"
+# The seed API's PostgreSQL variables, used when DATABASE_URL is not set.
+SEED_DATABASE_DEFAULTS = {
+    "DB_HOST": "localhost",
+    "DB_PORT": "5432",
+    "DB_USER": "postgres",
+    "DB_PASSWORD": "postgres",
+    "DB_NAME": "taskapi",
+    "DB_SSLMODE": "disable",
+}
+
+
+# Marks a setting whose production default is its development default.
+SAME_IN_PRODUCTION: Any = object()
 
 
 class ConfigError(Exception):
@@ -28,25 +48,208 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Runtime configuration. The README's configuration table documents each field."""
+class Declaration:
+    """How one setting is read: its variable, meaning, defaults and bounds."""
 
-    jwt_secret: str = field(repr=False)
-    database_url: str = DEFAULT_SQLITE_URL
-    env: Environment = "development"
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 1
-    bcrypt_rounds: int = 12
-    refresh_token_ttl: int = 30 * 24 * 3600
-    db_max_open_conns: int = 25
-    db_max_idle_conns: int = 5
-    db_conn_max_lifetime: int = 300
-    db_connect_timeout: int = 5
-    cors_allowed_origins: tuple[str, ...] = ("*",)
-    max_body_bytes: int = 1_048_576
-    validate_responses: bool = True
-    log_level: str = "info"
+    env: str
+    meaning: str
+    production: Any = SAME_IN_PRODUCTION
+    minimum: float | None = None
+    maximum: float | None = None
+    # Reads the value itself from all variables (for settings built from several).
+    source: Callable[[Mapping[str, str], bool], Any] | None = None
+    # How the README states the default, when the value alone would not say it.
+    default_text: str | None = None
+
+
+def setting(
+    env: str,
+    meaning: str,
+    default: Any = dataclasses.MISSING,
+    **declared: Any,
+) -> Any:
+    """A `Settings` field read from `env`."""
+    metadata = {"declaration": Declaration(env, meaning, **declared)}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _jwt_secret(values: Mapping[str, str], production: bool) -> str:
+    secret = values.get("JWT_SECRET", "")
+    if secret:
+        return secret
+    if production:
+        raise ConfigError("JWT_SECRET is required when TASKAPI_ENV=production")
+    return _development_secret(Path(DEV_SECRET_FILE))
+
+
+def database_url_from(values: Mapping[str, str], production: bool = False) -> str:
+    """DATABASE_URL if set, else a PostgreSQL URL from the DB_* variables, else SQLite."""
+    url = values.get("DATABASE_URL", "")
+    if url:
+        # Heroku-style and driverless URLs mean the psycopg2 driver.
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg2://" + url.removeprefix(prefix)
+        return url
+    if any(values.get(k) for k in SEED_DATABASE_DEFAULTS if k != "DB_SSLMODE"):
+        part = {k: quote(values.get(k) or v, safe="") for k, v in SEED_DATABASE_DEFAULTS.items()}
+        return (
+            f"postgresql+psycopg2://{part['DB_USER']}:{part['DB_PASSWORD']}@{part['DB_HOST']}"
+            f":{part['DB_PORT']}/{part['DB_NAME']}?sslmode={part['DB_SSLMODE']}"
+        )
+    return DEFAULT_SQLITE_URL
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration; `taskapi settings --markdown` prints it as the README's table."""
+
+    jwt_secret: str = setting(
+        "JWT_SECRET",
+        "HS256 key, at least 32 bytes "
+        "(`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)",
+        source=_jwt_secret,
+        default_text="development: generated into `.taskapi-dev-secret`",
+    )
+    env: Environment = setting(
+        "TASKAPI_ENV",
+        "`production` requires `JWT_SECRET`, refuses a `BCRYPT_ROUNDS` below 12 and changes "
+        "the defaults marked so",
+        "development",
+    )
+    database_url: str = setting(
+        "DATABASE_URL",
+        "any SQLAlchemy URL; `postgres://` and `postgresql://` use psycopg2. Unset, the seed "
+        "API's `DB_HOST` `DB_PORT` `DB_USER` `DB_PASSWORD` `DB_NAME` `DB_SSLMODE` (defaults "
+        "`localhost` `5432` `postgres` `postgres` `taskapi` `disable`) build one when any is set",
+        DEFAULT_SQLITE_URL,
+        source=database_url_from,
+    )
+    host: str = setting("SERVER_HOST", "interface to bind", "127.0.0.1", production="0.0.0.0")  # noqa: S104
+    port: int = setting("SERVER_PORT", "port", 8080, minimum=1, maximum=65535)
+    workers: int = setting("WEB_CONCURRENCY", "worker processes", 1, minimum=1)
+    bcrypt_rounds: int = setting(
+        "BCRYPT_ROUNDS", "bcrypt cost (lower only in tests)", 12, minimum=4, maximum=31
+    )
+    bcrypt_concurrency: int = setting(
+        "BCRYPT_CONCURRENCY",
+        "passwords one process hashes at once; `0`: the CPU cores divided among the workers",
+        0,
+        minimum=0,
+    )
+    bcrypt_queue: int = setting(
+        "BCRYPT_QUEUE",
+        "requests that may wait for a bcrypt slot per process; more are answered 503",
+        4,
+        minimum=0,
+    )
+    bcrypt_max_wait: float = setting(
+        "BCRYPT_MAX_WAIT",
+        "seconds a request may wait for a bcrypt slot before it is answered 503",
+        1.0,
+        minimum=0,
+    )
+    refresh_token_ttl: int = setting(
+        "REFRESH_TOKEN_TTL",
+        "seconds a refresh token stays valid",
+        30 * 24 * 3600,
+        minimum=60,
+        default_text="`2592000` (30 days)",
+    )
+    db_max_open_conns: int = setting(
+        "DB_MAX_OPEN_CONNS", "database connections per process, at most", 25, minimum=1
+    )
+    db_max_idle_conns: int = setting(
+        "DB_MAX_IDLE_CONNS", "database connections per process kept open when idle", 5, minimum=0
+    )
+    db_conn_max_lifetime: int = setting(
+        "DB_CONN_MAX_LIFETIME", "seconds before a database connection is replaced", 300, minimum=1
+    )
+    db_connect_timeout: int = setting(
+        "DB_CONNECT_TIMEOUT", "seconds to wait for PostgreSQL to accept a connection", 3, minimum=1
+    )
+    db_statement_timeout: float = setting(
+        "DB_STATEMENT_TIMEOUT",
+        "seconds a PostgreSQL statement may run (or wait for a lock) before it is cancelled",
+        5.0,
+        minimum=0.001,
+    )
+    redis_url: str = setting(
+        "REDIS_URL",
+        "Redis for state every worker and replica shares (rate limits), e.g. "
+        "`redis://127.0.0.1:6379/0`; unset: kept in each process",
+        "",
+    )
+    rate_limit_enabled: bool = setting("RATE_LIMIT_ENABLED", "enforce the rate limits", True)
+    rate_limit_default: str = setting(
+        "RATE_LIMIT_DEFAULT",
+        "budget per user on authenticated operations (and per client IP on other anonymous "
+        "ones), as `limits` strings like `600/minute;20/second`; empty: none",
+        "",
+    )
+    rate_limit_auth: str = setting(
+        "RATE_LIMIT_AUTH",
+        "budget per client IP for register, login and refresh",
+        "30/minute",
+    )
+    rate_limit_auth_email: str = setting(
+        "RATE_LIMIT_AUTH_EMAIL",
+        "budget per email address for register and login",
+        "10/minute",
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        "TRUSTED_PROXIES",
+        "comma-separated addresses or networks of proxies whose `X-Forwarded-For` and "
+        "`X-Forwarded-Proto` are believed; empty: the peer address is the client",
+        (),
+    )
+    cors_allowed_origins: tuple[str, ...] = setting(
+        "CORS_ALLOWED_ORIGINS",
+        "comma-separated origins allowed to call the API from a browser",
+        ("*",),
+    )
+    max_body_bytes: int = setting(
+        "MAX_BODY_BYTES", "largest request body accepted", 1_048_576, minimum=1
+    )
+    body_timeout: float = setting(
+        "REQUEST_BODY_TIMEOUT",
+        "seconds to wait for more of a request body before answering 408",
+        10.0,
+        minimum=0.001,
+    )
+    validate_responses: bool = setting(
+        "VALIDATE_RESPONSES",
+        "check every response against the spec (a mismatch is a 500)",
+        True,
+        production=False,
+    )
+    log_level: LogLevel = setting("LOG_LEVEL", "how much to log", "info")
+    log_format: LogFormat = setting(
+        "LOG_FORMAT", "log lines for people or for log collectors", "text", production="json"
+    )
+    access_log: bool = setting(
+        "ACCESS_LOG", "one log line per request (`taskapi serve --no-access-log`: off)", True
+    )
+    metrics_port: int = setting(
+        "METRICS_PORT",
+        "port of the Prometheus `/metrics` listener, on `SERVER_HOST`; `0`: none",
+        9464,
+        minimum=0,
+        maximum=65535,
+    )
+    shutdown_drain: float = setting(
+        "SHUTDOWN_DRAIN_SECONDS",
+        "after SIGTERM, seconds of serving with `/ready` at 503 before the graceful stop",
+        0.0,
+        production=5.0,
+        minimum=0,
+    )
+    shutdown_grace: float = setting(
+        "SHUTDOWN_GRACE_SECONDS",
+        "seconds in-flight requests get to finish once the server stops",
+        20.0,
+        minimum=0,
+    )
 
     def __post_init__(self) -> None:
         if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
@@ -54,14 +257,12 @@ class Settings:
                 f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes "
                 "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
             )
-        if not 4 <= self.bcrypt_rounds <= 31:
-            raise ConfigError("BCRYPT_ROUNDS must be between 4 and 31")
-        if self.refresh_token_ttl < 60:
-            raise ConfigError("REFRESH_TOKEN_TTL must be at least 60 (seconds)")
+        for declared, value in _declared_values(self):
+            _check_bounds(declared, value)
         if self.env == "production" and self.bcrypt_rounds < 12:
             raise ConfigError("BCRYPT_ROUNDS below 12 is for tests only, not production")
-        if self.db_max_open_conns < 1 or not 0 <= self.db_max_idle_conns <= self.db_max_open_conns:
-            raise ConfigError("DB_MAX_IDLE_CONNS must be between 0 and DB_MAX_OPEN_CONNS (>= 1)")
+        if self.db_max_idle_conns > self.db_max_open_conns:
+            raise ConfigError("DB_MAX_IDLE_CONNS must be at most DB_MAX_OPEN_CONNS")
 
     @property
     def is_sqlite(self) -> bool:
@@ -77,57 +278,104 @@ class Settings:
             values.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
         values.update(os.environ if environ is None else environ)
 
-        env = values.get("TASKAPI_ENV", "development")
-        if env not in ("development", "production"):
-            raise ConfigError("TASKAPI_ENV must be 'development' or 'production'")
-        production = env == "production"
-
-        secret = values.get("JWT_SECRET", "")
-        if not secret:
-            if production:
-                raise ConfigError("JWT_SECRET is required when TASKAPI_ENV=production")
-            secret = _development_secret(Path(DEV_SECRET_FILE))
-
-        return cls(
-            jwt_secret=secret,
-            database_url=database_url_from(values),
-            env=env,  # type: ignore[arg-type]  # checked above
-            host=values.get("SERVER_HOST", "0.0.0.0" if production else "127.0.0.1"),  # noqa: S104
-            port=_int(values, "SERVER_PORT", 8080),
-            workers=_int(values, "WEB_CONCURRENCY", 1),
-            bcrypt_rounds=_int(values, "BCRYPT_ROUNDS", 12),
-            refresh_token_ttl=_int(values, "REFRESH_TOKEN_TTL", 30 * 24 * 3600),
-            db_max_open_conns=_int(values, "DB_MAX_OPEN_CONNS", 25),
-            db_max_idle_conns=_int(values, "DB_MAX_IDLE_CONNS", 5),
-            db_conn_max_lifetime=_int(values, "DB_CONN_MAX_LIFETIME", 300),
-            db_connect_timeout=_int(values, "DB_CONNECT_TIMEOUT", 5),
-            cors_allowed_origins=tuple(
-                o.strip() for o in values.get("CORS_ALLOWED_ORIGINS", "*").split(",") if o.strip()
-            ),
-            max_body_bytes=_int(values, "MAX_BODY_BYTES", 1_048_576),
-            validate_responses=_bool(values, "VALIDATE_RESPONSES", not production),
-            log_level=values.get("LOG_LEVEL", "info").lower(),
+        hints = typing.get_type_hints(cls)
+        raw_env = values.get("TASKAPI_ENV", "").strip()
+        production = bool(raw_env) and _parse(declarations()["env"], raw_env, hints["env"]) == (
+            "production"
         )
+        chosen: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            declared: Declaration = field.metadata["declaration"]
+            if declared.source is not None:
+                chosen[field.name] = declared.source(values, production)
+            elif raw := values.get(declared.env, "").strip():
+                chosen[field.name] = _parse(declared, raw, hints[field.name])
+            elif production and declared.production is not SAME_IN_PRODUCTION:
+                chosen[field.name] = declared.production
+        return cls(**chosen)
 
 
-def database_url_from(values: Mapping[str, str]) -> str:
-    """DATABASE_URL if set, else a PostgreSQL URL from the DB_* variables, else SQLite."""
-    url = values.get("DATABASE_URL", "")
-    if url:
-        # Heroku-style and driverless URLs mean the psycopg2 driver.
-        for prefix in ("postgres://", "postgresql://"):
-            if url.startswith(prefix):
-                return "postgresql+psycopg2://" + url.removeprefix(prefix)
-        return url
-    if any(values.get(k) for k in ("DB_HOST", "DB_PORT", "DB_USER", "DB_NAME", "DB_PASSWORD")):
-        user = quote(values.get("DB_USER", "postgres"), safe="")
-        password = quote(values.get("DB_PASSWORD", "postgres"), safe="")
-        host = values.get("DB_HOST", "localhost")
-        port = values.get("DB_PORT", "5432")
-        name = quote(values.get("DB_NAME", "taskapi"), safe="")
-        sslmode = quote(values.get("DB_SSLMODE", "disable"), safe="")
-        return f"postgresql+psycopg2://{user}:{password}@{host}:{port}/{name}?sslmode={sslmode}"
-    return DEFAULT_SQLITE_URL
+def declarations() -> dict[str, Declaration]:
+    """Every setting's declaration, by field name."""
+    return {f.name: f.metadata["declaration"] for f in dataclasses.fields(Settings)}
+
+
+def env_names() -> frozenset[str]:
+    """Every environment variable Settings reads."""
+    return frozenset(d.env for d in declarations().values()) | frozenset(SEED_DATABASE_DEFAULTS)
+
+
+def markdown_table() -> str:
+    """The README's configuration table, from the declarations."""
+    hints = typing.get_type_hints(Settings)
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for field in dataclasses.fields(Settings):
+        declared: Declaration = field.metadata["declaration"]
+        meaning = declared.meaning
+        if typing.get_origin(hints[field.name]) is Literal:
+            meaning += ": " + ", ".join(f"`{v}`" for v in typing.get_args(hints[field.name]))
+        rows.append(f"| `{declared.env}` | {_default_text(field, declared)} | {meaning} |")
+    return "\n".join(rows)
+
+
+def _default_text(field: dataclasses.Field[Any], declared: Declaration) -> str:
+    if declared.default_text is not None:
+        return declared.default_text
+    development = _render(field.default)
+    if declared.production is SAME_IN_PRODUCTION:
+        return development
+    return f"development {development}, production {_render(declared.production)}"
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, tuple):
+        value = ",".join(value)
+    if isinstance(value, float):
+        value = f"{value:g}"
+    return f"`{value}`" if value != "" else "empty"
+
+
+def _declared_values(settings: Settings) -> Iterator[tuple[Declaration, Any]]:
+    for field in dataclasses.fields(settings):
+        yield field.metadata["declaration"], getattr(settings, field.name)
+
+
+def _check_bounds(declared: Declaration, value: Any) -> None:
+    if declared.minimum is not None and value < declared.minimum:
+        raise ConfigError(f"{declared.env} must be at least {declared.minimum:g}, got {value}")
+    if declared.maximum is not None and value > declared.maximum:
+        raise ConfigError(f"{declared.env} must be at most {declared.maximum:g}, got {value}")
+
+
+def _parse(declared: Declaration, raw: str, kind: Any) -> Any:
+    """`raw` as a value of type `kind`; a ConfigError names the variable if it is not one."""
+    if typing.get_origin(kind) is Literal:
+        allowed = typing.get_args(kind)
+        if raw.lower() not in allowed:
+            raise ConfigError(f"{declared.env} must be one of {', '.join(allowed)}, got {raw!r}")
+        return raw.lower()
+    if kind is bool:
+        return _bool(declared.env, raw)
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            article = "an integer" if kind is int else "a number"
+            raise ConfigError(f"{declared.env} must be {article}, got {raw!r}") from None
+    if typing.get_origin(kind) is tuple:
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    return raw
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
 def _development_secret(path: Path) -> str:
@@ -140,24 +388,3 @@ def _development_secret(path: Path) -> str:
     path.touch(mode=0o600)
     path.write_text(secret + "\n")
     return secret
-
-
-def _int(values: Mapping[str, str], name: str, default: int) -> int:
-    raw = values.get(name, "")
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-
-
-def _bool(values: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = values.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")

@@ -25,8 +25,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from taskapi import migrate
 from taskapi.app import create_app
-from taskapi.cli import migrate
 from taskapi.config import Settings
 
 DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -118,11 +118,11 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     if request.param == "sqlite":
         template = tmp_path_factory.mktemp("sqlite") / "template.db"
         url = f"sqlite:///{template}"
-        migrate(base_settings(url))
+        migrate.upgrade(base_settings(url))
         return Backend("sqlite", url, template)
     create: Callable[[], str] = request.getfixturevalue("create_postgres_database")
     url = create()
-    migrate(base_settings(url))
+    migrate.upgrade(base_settings(url))
     return Backend("postgresql", url)
 
 

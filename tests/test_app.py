@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from taskapi import migrate
 from taskapi.cli import main
-from taskapi.config import DEV_SECRET_FILE, ConfigError, Settings
+from taskapi.config import DEV_SECRET_FILE, ConfigError, Settings, markdown_table
 from tests.conftest import JWT_SECRET, base_settings
 
 
@@ -89,18 +91,55 @@ def test_bad_numbers_name_their_variable(workdir):
         Settings.from_env({"SERVER_PORT": "eighty"})
 
 
+def test_bounds_and_choices_name_their_variable(workdir):
+    with pytest.raises(ConfigError, match="SERVER_PORT must be at most 65535, got 70000"):
+        Settings.from_env({"SERVER_PORT": "70000"})
+    with pytest.raises(ConfigError, match="LOG_FORMAT must be one of text, json, got 'xml'"):
+        Settings.from_env({"LOG_FORMAT": "xml"})
+    with pytest.raises(ConfigError, match="RATE_LIMIT_ENABLED must be true or false"):
+        Settings.from_env({"RATE_LIMIT_ENABLED": "maybe"})
+
+
+def test_production_changes_only_the_defaults_declared_for_it(workdir):
+    development = Settings.from_env({"JWT_SECRET": JWT_SECRET})
+    production = Settings.from_env({"TASKAPI_ENV": "production", "JWT_SECRET": JWT_SECRET})
+    assert (development.host, production.host) == ("127.0.0.1", "0.0.0.0")  # noqa: S104
+    assert (development.log_format, production.log_format) == ("text", "json")
+    assert (development.validate_responses, production.validate_responses) == (True, False)
+    assert production.port == development.port == 8080
+    explicit = Settings.from_env(
+        {"TASKAPI_ENV": "production", "JWT_SECRET": JWT_SECRET, "LOG_FORMAT": "text"}
+    )
+    assert explicit.log_format == "text"
+
+
+def test_readme_configuration_table_is_the_declared_settings():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    table = "\n".join(line for line in section.splitlines() if line.startswith("|"))
+    assert table == markdown_table(), "regenerate it with: taskapi settings --markdown"
+
+
+def test_cli_prints_the_settings_in_effect_without_the_secret(workdir, monkeypatch, capsys):
+    monkeypatch.setenv("JWT_SECRET", JWT_SECRET)
+    monkeypatch.setenv("SERVER_PORT", "9001")
+    assert main(["settings"]) == 0
+    out = capsys.readouterr().out
+    assert "SERVER_PORT=9001\n" in out
+    assert "JWT_SECRET=(hidden)\n" in out
+    assert JWT_SECRET not in out
+
+
 def test_cors_origins_are_a_comma_separated_list(workdir):
     settings = Settings.from_env({"CORS_ALLOWED_ORIGINS": "https://a.example, https://b.example"})
     assert settings.cors_allowed_origins == ("https://a.example", "https://b.example")
 
 
 def test_each_app_has_its_own_database(make_app, tmp_path):
-    from taskapi.cli import migrate
-
     clients = []
     for name in ("one", "two"):
         settings = base_settings(f"sqlite:///{tmp_path / name}.db")
-        migrate(settings)
+        migrate.upgrade(settings)
         clients.append(make_app(settings).test_client())
     body = {"email": "jane@example.com", "password": "password123", "name": "Jane"}
     assert clients[0].post("/api/v1/auth/register", json=body).status_code == 201

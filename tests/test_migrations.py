@@ -8,8 +8,8 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from taskapi.cli import alembic_config
 from taskapi.db import make_engine
+from taskapi.migrate import alembic_config
 from taskapi.models import Base, exists_on
 from tests.conftest import base_settings
 

@@ -2,74 +2,67 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import connexion
 from connexion.datastructures import MediaTypeDict
-from connexion.middleware import MiddlewarePosition
+from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
+from connexion.middleware.routing import RoutingMiddleware
 from connexion.options import SwaggerUIOptions
-from connexion.resolver import Resolver
-from connexion.utils import get_function_from_name
 
+from taskapi.access_tokens import TokenCodec
+from taskapi.api.caller import ServicesMiddleware
 from taskapi.api.services import EXTENSION_KEY, Services
 from taskapi.config import Settings
-from taskapi.db import Database, make_engine
-from taskapi.errors import HTTP_METHODS, Routes, register_error_handlers
+from taskapi.db import Database
+from taskapi.errors import register_error_handlers
+from taskapi.flask_app import FlaskApp
 from taskapi.middleware import (
     BodyLimitMiddleware,
     CORSMiddleware,
     HeadAsGetMiddleware,
     SecurityHeadersMiddleware,
-    TokensMiddleware,
 )
+from taskapi.passwords import PasswordHasher
+from taskapi.policies import runs_on_thread
 from taskapi.resources import load_spec
-from taskapi.security import PasswordHasher, TokenCodec
+from taskapi.routing import ExactRoutingMiddleware, RoutedOnlyMiddleware, Routes, TagResolver
 from taskapi.validation import BodyValidator, ParamValidator
 
 
-class TagResolver(Resolver):  # type: ignore[misc]
-    """operationId `createTask` tagged `tasks` -> taskapi.api.tasks.create_task."""
-
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self._tags = {
-            operation["operationId"]: operation["tags"][0]
-            for item in spec["paths"].values()
-            for method, operation in item.items()
-            if method in HTTP_METHODS
-        }
-        super().__init__(function_resolver=self._function)
-
-    def _function(self, operation_id: str) -> Callable[..., Any]:
-        name = re.sub(r"(?<!^)(?=[A-Z])", "_", operation_id).lower()
-        function: Callable[..., Any] = get_function_from_name(
-            f"taskapi.api.{self._tags[operation_id]}.{name}"
-        )
-        return function
+def connexion_middlewares() -> list[Any]:
+    """Connexion's own stack, with its router replaced by one that answers the spec's paths
+    only. A new list each time: add_middleware inserts into it."""
+    return [
+        ExactRoutingMiddleware if m is RoutingMiddleware else m
+        for m in ConnexionMiddleware.default_middlewares
+    ]
 
 
-def create_app(settings: Settings | None = None) -> connexion.FlaskApp:
+def create_app(settings: Settings | None = None) -> FlaskApp:
     """A TaskAPI ASGI app for `settings` (default: from the environment)."""
     settings = settings or Settings.from_env()
     spec = load_spec()
-    db = Database(make_engine(settings))
+    db = Database(settings)
     services = Services(
         settings=settings,
         db=db,
         passwords=PasswordHasher(settings.bcrypt_rounds),
-        tokens=TokenCodec(settings.jwt_secret),
+        token_codec=TokenCodec(settings.jwt_secret),
     )
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         yield
+        app.bridge.close()
         db.dispose()
 
-    app = connexion.FlaskApp(
+    app = FlaskApp(
         __name__,
+        offload=runs_on_thread,
         lifespan=lifespan,
+        middlewares=connexion_middlewares(),
         swagger_ui_options=SwaggerUIOptions(swagger_ui_config={"persistAuthorization": True}),
     )
     app.app.extensions[EXTENSION_KEY] = services
@@ -98,6 +91,7 @@ def create_app(settings: Settings | None = None) -> connexion.FlaskApp:
         max_bytes=settings.max_body_bytes,
     )
     app.add_middleware(
-        TokensMiddleware, position=MiddlewarePosition.BEFORE_SECURITY, codec=services.tokens
+        ServicesMiddleware, position=MiddlewarePosition.BEFORE_SECURITY, services=services
     )
+    app.add_middleware(RoutedOnlyMiddleware, position=MiddlewarePosition.BEFORE_CONTEXT)
     return app

@@ -157,10 +157,16 @@ class Settings:
         default_text="`2592000` (30 days)",
     )
     db_max_open_conns: int = setting(
-        "DB_MAX_OPEN_CONNS", "database connections per process, at most", 25, minimum=1
+        "DB_MAX_OPEN_CONNS",
+        "database connections per process, at most (half for reads, half for writes)",
+        25,
+        minimum=2,
     )
     db_max_idle_conns: int = setting(
-        "DB_MAX_IDLE_CONNS", "database connections per process kept open when idle", 5, minimum=0
+        "DB_MAX_IDLE_CONNS",
+        "database connections per process kept open when idle (split the same way)",
+        10,
+        minimum=2,
     )
     db_conn_max_lifetime: int = setting(
         "DB_CONN_MAX_LIFETIME", "seconds before a database connection is replaced", 300, minimum=1
@@ -172,6 +178,12 @@ class Settings:
         "DB_STATEMENT_TIMEOUT",
         "seconds a PostgreSQL statement may run (or wait for a lock) before it is cancelled",
         5.0,
+        minimum=0.001,
+    )
+    db_lock_timeout: float = setting(
+        "DB_LOCK_TIMEOUT",
+        "seconds a PostgreSQL statement may wait for another transaction's lock",
+        1.0,
         minimum=0.001,
     )
     redis_url: str = setting(

@@ -1,58 +1,136 @@
-"""Engine, sessions, and the one place where transactions commit or roll back."""
+"""Engines, sessions, and the one place where transactions commit or roll back.
+
+Two pools per process. Writes go through `transaction()`: BEGIN ... COMMIT, or ROLLBACK on any
+error. Requests that write nothing use `reading()`, whose connections are read-only for real
+(PostgreSQL: `default_transaction_read_only`; SQLite: `PRAGMA query_only`) and in autocommit
+mode, so a read costs no BEGIN and COMMIT round trips. Under READ COMMITTED (PostgreSQL's
+default) a transaction gives separate statements no common snapshot anyway, so reads lose
+nothing by skipping it.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskapi.config import Settings
 
 
-def make_engine(settings: Settings) -> Engine:
-    """An engine for `settings.database_url` with the configured pool."""
+class ReadOnlySession(Session):
+    """A session that refuses to flush: nothing it holds may be written."""
+
+
+@event.listens_for(ReadOnlySession, "before_flush")
+def _refuse_flush(session: Session, *_: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("a read-only session cannot write; use Database.transaction()")
+
+
+def make_engine(settings: Settings, *, read_only: bool = False) -> Engine:
+    """An engine for `settings.database_url`: the write pool, or the read-only one."""
     url = settings.database_url
     if settings.is_sqlite and (":memory:" in url or url.rstrip("/") == "sqlite:"):
         raise ValueError("an in-memory SQLite database is per connection; use a file")
-
+    opened, idle = _pool_share(settings, read_only)
     pool: dict[str, Any] = {
-        "pool_size": settings.db_max_idle_conns,
-        "max_overflow": settings.db_max_open_conns - settings.db_max_idle_conns,
+        "pool_size": idle,
+        "max_overflow": opened - idle,
         "pool_recycle": settings.db_conn_max_lifetime,
-        "pool_pre_ping": True,
         "pool_timeout": 10,
     }
+    if read_only:
+        pool["isolation_level"] = "AUTOCOMMIT"
     if settings.is_sqlite:
         engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 5.0},
-            **pool,
+            url, connect_args={"check_same_thread": False, "timeout": 5.0}, **pool
         )
-        event.listen(engine, "connect", _configure_sqlite)
-        return engine
-    return create_engine(
+        event.listen(engine, "connect", _sqlite_setup(read_only))
+        return _ping_when_idle(engine)
+    timeout_ms = int(settings.db_statement_timeout * 1000)
+    lock_ms = int(settings.db_lock_timeout * 1000)
+    options = f"-c statement_timeout={timeout_ms} -c lock_timeout={lock_ms}"
+    if read_only:
+        options += " -c default_transaction_read_only=on"
+    engine = create_engine(
         url,
         connect_args={
             "connect_timeout": settings.db_connect_timeout,
             "application_name": "taskapi",
+            "options": options,
+            # A server that stops answering (rather than refusing) fails a statement within
+            # the statement timeout plus a little, instead of after TCP's ~15 minutes.
+            "tcp_user_timeout": timeout_ms + 2000,
+            "keepalives_idle": 30,
         },
         **pool,
     )
+    return _ping_when_idle(engine)
 
 
-def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    # SQLite's lower() folds ASCII only; case-insensitive search needs Unicode's rules.
-    dbapi_connection.create_function("unicode_lower", 1, _lower, deterministic=True)
-    cursor = dbapi_connection.cursor()
-    # SQLite ignores foreign keys (and ON DELETE CASCADE) unless asked, per connection.
-    cursor.execute("PRAGMA foreign_keys=ON")
-    # WAL lets readers run while one writer commits; NORMAL is durable across app crashes.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+# A pooled connection unused for this long is pinged before it is handed out.
+PING_AFTER_IDLE = 5.0
+
+
+def _ping_when_idle(engine: Engine) -> Engine:
+    """Check connections that sat idle before use, not those in constant use.
+
+    SQLAlchemy's pool_pre_ping costs a round trip on every checkout, which on a busy server is
+    one per statement batch; a connection used milliseconds ago is almost never stale. One that
+    idled (through a database restart, say) is pinged, and replaced if the ping fails. A
+    connection that breaks while in use fails its request with a 503 and invalidates the pool,
+    so the next requests get fresh connections.
+    """
+
+    @event.listens_for(engine, "checkout")
+    def ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        now = time.monotonic()
+        idle_since = record.info.get("checked_in", now)
+        if now - idle_since > PING_AFTER_IDLE:
+            try:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("SELECT 1")
+                cursor.close()
+            except Exception as error:
+                # The pool discards this connection and tries another (up to three times).
+                raise exc.DisconnectionError() from error
+
+    @event.listens_for(engine, "checkin")
+    def checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in"] = time.monotonic()
+
+    return engine
+
+
+def _pool_share(settings: Settings, read_only: bool) -> tuple[int, int]:
+    """(most open, kept idle) connections of one pool: the reads get half, the writes the rest."""
+    # Settings guarantees at least two of each, so each pool gets at least one.
+    opened = settings.db_max_open_conns // 2
+    idle = settings.db_max_idle_conns // 2
+    if not read_only:
+        opened, idle = settings.db_max_open_conns - opened, settings.db_max_idle_conns - idle
+    return opened, min(idle, opened)
+
+
+def _sqlite_setup(read_only: bool) -> Any:
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        # SQLite's lower() folds ASCII only; case-insensitive search needs Unicode's rules.
+        dbapi_connection.create_function("unicode_lower", 1, _lower, deterministic=True)
+        cursor = dbapi_connection.cursor()
+        # SQLite ignores foreign keys (and ON DELETE CASCADE) unless asked, per connection.
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # WAL lets readers run while one writer commits; NORMAL is durable across app crashes.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    return configure
 
 
 def _lower(value: str | None) -> str | None:
@@ -60,11 +138,19 @@ def _lower(value: str | None) -> str | None:
 
 
 class Database:
-    """An engine and its sessions. Handlers use `transaction()`; nothing else commits."""
+    """The write and read pools and their sessions. Only `transaction()` commits."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+    def __init__(self, settings: Settings) -> None:
+        self.engine = make_engine(settings)
+        self.read_engine = make_engine(settings, read_only=True)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._reads = sessionmaker(
+            self.read_engine, class_=ReadOnlySession, expire_on_commit=False, autoflush=False
+        )
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -74,23 +160,10 @@ class Database:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        """A session for requests that write nothing: no BEGIN, no COMMIT.
-
-        Under READ COMMITTED (PostgreSQL's default) a transaction gives separate statements no
-        common snapshot anyway, so reads lose nothing by skipping it; SQLite's driver already
-        runs SELECTs outside a transaction.
-        """
-        with self.engine.connect() as connection:
-            raw: Any = connection.connection.dbapi_connection
-            postgres = self.engine.dialect.name == "postgresql"
-            if postgres:
-                raw.autocommit = True  # a client-side flag in psycopg2: no round trip
-            try:
-                with Session(connection, expire_on_commit=False) as session:
-                    yield session
-            finally:
-                if postgres:
-                    raw.autocommit = False
+        """A session for work that writes nothing, on a read-only autocommit connection."""
+        with self._reads() as session:
+            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.read_engine.dispose()

@@ -1,43 +1,50 @@
 """Domain errors, and how every error becomes an RFC 9457 problem response.
 
-Every error body is `application/problem+json` with `type`, `title`, `status` and `detail`,
-plus the seed API's `"success": false` and `"error"` (the same message as `detail`).
+Every error body is `application/problem+json` with `type` (a page of taskapi/problems.py),
+`code`, `title`, `status` and `detail`, plus the seed API's `"success": false` and `"error"`
+(the same message as `detail`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Mapping
-from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
 
+from taskapi import problems
+from taskapi.problems import PROBLEM_JSON, ProblemType
+
+if TYPE_CHECKING:
+    from taskapi.routing import Routes
+
 log = logging.getLogger("taskapi")
 
-PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = "5"
-# The OpenAPI path-item keys that are operations.
-HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 
 
 class DomainError(Exception):
-    """A rule of the API was broken; `status` is the HTTP status it maps to."""
+    """A rule of the API was broken; `problem` says which kind of problem it is."""
 
-    status = 400
+    problem = problems.BY_CODE["validation_failed"]
+    message = "Bad Request"
 
-    def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
+    def __init__(
+        self, detail: str | None = None, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.detail = detail or self.message
+        super().__init__(self.detail)
         self.headers = dict(headers or {})
+
+    @property
+    def status(self) -> int:
+        return self.problem.status
 
 
 class InvalidInput(DomainError):
     """A field breaks a rule the spec cannot express; reported like a validation error."""
-
-    status = 400
 
     def __init__(self, field: str, rule: str) -> None:
         super().__init__(f"{field}: {rule}")
@@ -45,39 +52,64 @@ class InvalidInput(DomainError):
         self.rule = rule
 
 
-class Unauthorized(DomainError):
-    status = 401
+class InvalidToken(DomainError):
+    problem = problems.BY_CODE["invalid_token"]
+    message = "Invalid or expired token"
 
 
-class Forbidden(DomainError):
-    status = 403
+class AccountGone(InvalidToken):
+    """The account a valid token spoke for was deleted."""
 
 
-class NotFound(DomainError):
-    status = 404
+class InvalidCredentials(DomainError):
+    problem = problems.BY_CODE["invalid_credentials"]
+    message = "Invalid credentials"
 
 
-class Conflict(DomainError):
-    status = 409
+class InvalidRefreshToken(DomainError):
+    problem = problems.BY_CODE["invalid_refresh_token"]
+    message = "Invalid or expired refresh token"
 
 
-class PreconditionFailed(DomainError):
-    status = 412
+class WrongPassword(DomainError):
+    problem = problems.BY_CODE["wrong_password"]
+    message = "password does not match"
 
 
-class Unprocessable(DomainError):
-    status = 422
+class TaskNotFound(DomainError):
+    problem = problems.BY_CODE["task_not_found"]
+    message = "Task not found"
+
+
+class EmailTaken(DomainError):
+    problem = problems.BY_CODE["email_taken"]
+    message = "Email already registered"
+
+
+class IdempotencyKeyInUse(DomainError):
+    problem = problems.BY_CODE["idempotency_key_in_use"]
+    message = "A request with this Idempotency-Key is still in progress; retry later"
+
+
+class IdempotencyKeyReused(DomainError):
+    problem = problems.BY_CODE["idempotency_key_reused"]
+    message = "This Idempotency-Key was used with a different request body"
+
+
+class TaskChanged(DomainError):
+    problem = problems.BY_CODE["task_changed"]
+    message = "Task has changed since that ETag; fetch it again"
 
 
 def problem_body(
-    status: int, detail: str | None = None, *, title: str | None = None, **extra: Any
+    problem: ProblemType, detail: str | None = None, *, title: str | None = None, **extra: Any
 ) -> dict[str, Any]:
-    title = title or HTTPStatus(status).phrase
-    detail = detail or title
+    detail = detail or title or problem.title
     return {
-        "type": "about:blank",
-        "title": title,
-        "status": status,
+        "type": problem.uri,
+        "code": problem.code,
+        "title": title or problem.title,
+        "status": problem.status,
         "detail": detail,
         "success": False,
         "error": detail,
@@ -85,25 +117,8 @@ def problem_body(
     }
 
 
-def problem_bytes(status: int, detail: str | None = None, **extra: Any) -> bytes:
-    return json.dumps(problem_body(status, detail, **extra), separators=(",", ":")).encode()
-
-
-class Routes:
-    """The spec's paths and methods, for a correct `Allow` header on 405 responses."""
-
-    def __init__(self, spec: Mapping[str, Any]) -> None:
-        self._routes = [
-            (
-                re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "/?$"),
-                ", ".join(m.upper() for m in item if m in HTTP_METHODS),
-            )
-            # Literal paths first: /api/v1/tasks/batch before /api/v1/tasks/{id}.
-            for path, item in sorted(spec["paths"].items(), key=lambda p: p[0].count("{"))
-        ]
-
-    def allow(self, path: str) -> str:
-        return next((methods for rx, methods in self._routes if rx.match(path)), "")
+def problem_bytes(problem: ProblemType, detail: str | None = None, **extra: Any) -> bytes:
+    return json.dumps(problem_body(problem, detail, **extra), separators=(",", ":")).encode()
 
 
 def register_error_handlers(app: Any, routes: Routes) -> None:
@@ -114,7 +129,7 @@ def register_error_handlers(app: Any, routes: Routes) -> None:
 
     def respond(
         request: ConnexionRequest,
-        status: int,
+        problem: ProblemType,
         detail: str | None,
         headers: Mapping[str, str] | None = None,
         *,
@@ -122,55 +137,69 @@ def register_error_handlers(app: Any, routes: Routes) -> None:
         extra: Mapping[str, Any] | None = None,
     ) -> ConnexionResponse:
         headers = dict(headers or {})
-        if status == 401:
+        if problem.status == 401:
             headers["WWW-Authenticate"] = _www_authenticate(request.headers.get("authorization"))
-        if status == 503:
+        if problem.status == 503:
             headers.setdefault("Retry-After", RETRY_AFTER_SECONDS)
         return ConnexionResponse(
-            status_code=status,
+            status_code=problem.status,
             mimetype=PROBLEM_JSON,
             content_type=PROBLEM_JSON,
-            body=problem_bytes(status, detail, title=title, **(extra or {})),
+            body=problem_bytes(problem, detail, title=title, **(extra or {})),
             headers=headers,
         )
 
     def on_problem(request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:
         detail = _first_paragraph(exc.detail)
+        extra = dict(exc.ext or {})
+        problem = problems.BY_CODE.get(extra.pop("code", ""), problems.for_status(exc.status))
         if isinstance(exc, OAuthProblem):
-            detail = _unauthorized_detail(request.headers.get("authorization"), detail)
-        return respond(request, exc.status, detail, exc.headers, title=exc.title, extra=exc.ext)
+            detail, problem = _unauthorized(request.headers.get("authorization"), detail)
+        return respond(request, problem, detail, exc.headers, title=exc.title, extra=extra)
 
     def on_http_exception(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = routes.allow(request.url.path)
-        detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
-        return respond(request, exc.status_code, detail, headers)
+        problem = problems.for_status(exc.status_code)
+        detail = exc.detail if exc.detail != problem.title else None
+        return respond(request, problem, detail, headers)
 
     def on_domain_error(request: ConnexionRequest, exc: DomainError) -> ConnexionResponse:
         extra = None
         if isinstance(exc, InvalidInput):
             extra = {"errors": [{"field": exc.field, "message": exc.rule}]}
-        return respond(request, exc.status, exc.detail, exc.headers, extra=extra)
+        return respond(request, exc.problem, exc.detail, exc.headers, extra=extra)
 
     def on_bad_encoding(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-        return respond(request, 400, "request body: is not valid UTF-8")
+        return respond(request, problems.for_status(400), "request body: is not valid UTF-8")
 
     def on_database_unavailable(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-        log.error("database unavailable: %s", type(exc).__name__)
-        return respond(request, 503, "the database is unavailable; retry shortly")
+        cause = type(getattr(exc, "orig", None) or exc).__name__
+        timed_out = cause in ("QueryCanceled", "LockNotAvailable")
+        log.error("database %s: %s", "timeout" if timed_out else "unavailable", cause)
+        detail = (
+            "the database did not answer in time; retry shortly"
+            if timed_out
+            else "the database is unavailable; retry shortly"
+        )
+        return respond(request, problems.BY_CODE["database_unavailable"], detail)
 
     def on_integrity_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         log.warning("integrity error: %s", type(getattr(exc, "orig", exc)).__name__)
-        return respond(request, 409, "the request conflicts with the current state")
+        return respond(
+            request, problems.BY_CODE["conflict"], "the request conflicts with the current state"
+        )
 
     def on_data_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         log.warning("data error: %s", type(getattr(exc, "orig", exc)).__name__)
-        return respond(request, 400, "a value is out of range for the database")
+        return respond(
+            request, problems.for_status(400), "a value is out of range for the database"
+        )
 
     def on_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return respond(request, 500, "internal server error")
+        return respond(request, problems.INTERNAL_ERROR, "internal server error")
 
     app.add_error_handler(ProblemException, on_problem)
     app.add_error_handler(HTTPException, on_http_exception)
@@ -193,13 +222,13 @@ def _bearer_token_sent(authorization: str | None) -> bool:
     return scheme.lower() == "bearer" and bool(token.strip())
 
 
-def _unauthorized_detail(authorization: str | None, detail: str | None) -> str | None:
+def _unauthorized(authorization: str | None, detail: str | None) -> tuple[str | None, ProblemType]:
     # The seed API's messages, which its clients may show or match.
     if not authorization:
-        return "Authorization header required"
+        return "Authorization header required", problems.BY_CODE["authentication_required"]
     if not _bearer_token_sent(authorization):
-        return "Invalid authorization header format"
-    return detail
+        return "Invalid authorization header format", problems.BY_CODE["authentication_required"]
+    return detail, problems.BY_CODE["invalid_token"]
 
 
 def _www_authenticate(authorization: str | None) -> str:

@@ -15,14 +15,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from taskapi.errors import Conflict, Unprocessable
+from taskapi.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 from taskapi.models import IdempotencyKey, utcnow
 
 KEY_LIFETIME = timedelta(hours=24)
 # A request that held its key this long without finishing died with its process.
 STALE_LOCK = timedelta(seconds=60)
-IN_FLIGHT = "A request with this Idempotency-Key is still in progress; retry later"
-OTHER_BODY = "This Idempotency-Key was used with a different request body"
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ def claim(
     )
     if row is not None and row.expires_at > now:
         if row.request_hash != request_hash:
-            raise Unprocessable(OTHER_BODY)
+            raise IdempotencyKeyReused()
         if row.response_status is not None:
             return StoredResponse(
                 row.response_status,
@@ -60,7 +58,7 @@ def claim(
                 row.response_body or "",
             )
         if row.locked_at is not None and row.locked_at > now - STALE_LOCK:
-            raise Conflict(IN_FLIGHT)
+            raise IdempotencyKeyInUse()
     if row is not None:
         s.delete(row)  # expired, or abandoned mid-request: start afresh
         s.flush()
@@ -84,7 +82,7 @@ def claim(
         s.flush()
     except IntegrityError:
         # A concurrent request with the same key reserved it between our read and insert.
-        raise Conflict(IN_FLIGHT) from None
+        raise IdempotencyKeyInUse() from None
     return None
 
 

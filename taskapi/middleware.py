@@ -1,4 +1,4 @@
-"""ASGI middleware around Connexion's stack: CORS, security headers, body size, token codec."""
+"""ASGI middleware around Connexion's stack: CORS, security headers, HEAD, body size."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskapi.errors import PROBLEM_JSON, problem_bytes
-from taskapi.security import SCOPE_KEY, TokenCodec
+from taskapi import problems
+from taskapi.errors import problem_bytes
+from taskapi.problems import PROBLEM_JSON
 
 CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 CORS_HEADERS = (
@@ -52,7 +53,9 @@ class CORSMiddleware(StarletteCORSMiddleware):
         if response.status_code == 200:
             return Response(status_code=204, headers=headers)
         detail = bytes(response.body).decode()
-        return Response(problem_bytes(400, detail), 400, headers, media_type=PROBLEM_JSON)
+        return Response(
+            problem_bytes(problems.for_status(400), detail), 400, headers, media_type=PROBLEM_JSON
+        )
 
 
 class SecurityHeadersMiddleware:
@@ -137,15 +140,3 @@ class HeadAsGetMiddleware:
             await send(message)
 
         await self.app({**scope, "method": "GET"}, receive, send_without_body)
-
-
-class TokensMiddleware:
-    """Gives the spec's bearerAuth function (which runs before Flask) this app's TokenCodec."""
-
-    def __init__(self, app: ASGIApp, codec: TokenCodec) -> None:
-        self.app = app
-        self.codec = codec
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope[SCOPE_KEY] = self.codec
-        await self.app(scope, receive, send)

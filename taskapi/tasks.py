@@ -10,11 +10,8 @@ from typing import Any, NoReturn
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from taskapi.errors import NotFound, PreconditionFailed
+from taskapi.errors import TaskChanged, TaskNotFound
 from taskapi.models import Task, utcnow
-
-TASK_NOT_FOUND = "Task not found"
-TASK_CHANGED = "Task has changed since that ETag; fetch it again"
 
 
 @dataclass(frozen=True)
@@ -29,10 +26,24 @@ class TaskFields:
 
 
 @dataclass(frozen=True)
-class Expect:
-    """A write's precondition (If-Match): any current version, or one of `versions`."""
+class Precondition:
+    """Which versions of a task a write may overwrite (If-Match): any, or one of `versions`."""
 
     versions: frozenset[int] | None = None
+
+    @classmethod
+    def any(cls) -> Precondition:
+        return cls()
+
+    @classmethod
+    def of(cls, versions: frozenset[int]) -> Precondition:
+        return cls(versions)
+
+    def allows(self, version: int) -> bool:
+        return self.versions is None or version in self.versions
+
+
+ANY_VERSION = Precondition.any()
 
 
 def create(s: Session, *, owner_id: int, fields: TaskFields) -> Task:
@@ -49,18 +60,23 @@ def create_many(s: Session, *, owner_id: int, fields: Sequence[TaskFields]) -> l
 
 
 def get_owned(s: Session, *, owner_id: int, task_id: int) -> Task:
-    """The caller's task. Raises NotFound if it does not exist or belongs to someone else."""
+    """The caller's task. Raises TaskNotFound if it does not exist or belongs to someone else."""
     task = s.scalar(select(Task).where(Task.id == task_id, Task.user_id == owner_id))
     if task is None:
-        raise NotFound(TASK_NOT_FOUND)
+        raise TaskNotFound()
     return task
 
 
 def replace(
-    s: Session, *, owner_id: int, task_id: int, fields: TaskFields, expect: Expect | None = None
+    s: Session,
+    *,
+    owner_id: int,
+    task_id: int,
+    fields: TaskFields,
+    precondition: Precondition = ANY_VERSION,
 ) -> Task:
     """Overwrite the writable fields of the caller's task and bump `updated_at`."""
-    return _write(s, owner_id, task_id, vars(fields), expect)
+    return _write(s, owner_id, task_id, vars(fields), precondition)
 
 
 def patch(
@@ -69,52 +85,61 @@ def patch(
     owner_id: int,
     task_id: int,
     changes: Mapping[str, Any],
-    expect: Expect | None = None,
+    precondition: Precondition = ANY_VERSION,
 ) -> Task:
     """Change only the given fields. An empty patch changes nothing, not even `updated_at`."""
     if changes:
-        return _write(s, owner_id, task_id, changes, expect)
+        return _write(s, owner_id, task_id, changes, precondition)
     task = get_owned(s, owner_id=owner_id, task_id=task_id)
-    if expect is not None and expect.versions is not None and task.version not in expect.versions:
-        raise PreconditionFailed(TASK_CHANGED)
+    if not precondition.allows(task.version):
+        raise TaskChanged()
     return task
 
 
-def remove(s: Session, *, owner_id: int, task_id: int, expect: Expect | None = None) -> None:
-    """Delete the caller's task. Raises NotFound if there is none to delete."""
-    statement = delete(Task).where(*_target(owner_id, task_id, expect))
+def remove(
+    s: Session, *, owner_id: int, task_id: int, precondition: Precondition = ANY_VERSION
+) -> None:
+    """Delete the caller's task. Raises TaskNotFound if there is none to delete."""
+    statement = delete(Task).where(*_target(owner_id, task_id, precondition))
     result = s.execute(statement.execution_options(synchronize_session=False))
     if result.rowcount == 0:  # type: ignore[attr-defined]
-        _missing_or_changed(s, owner_id, task_id, expect)
+        _missing_or_changed(s, owner_id, task_id, precondition)
 
 
 def _write(
-    s: Session, owner_id: int, task_id: int, values: Mapping[str, Any], expect: Expect | None
+    s: Session,
+    owner_id: int,
+    task_id: int,
+    values: Mapping[str, Any],
+    precondition: Precondition,
 ) -> Task:
     # One statement checks the version and writes, so two writers with the same ETag cannot
     # both win.
     task = s.scalar(
         update(Task)
-        .where(*_target(owner_id, task_id, expect))
+        .where(*_target(owner_id, task_id, precondition))
         .values(**values, updated_at=utcnow(), version=Task.version + 1)
         .returning(Task)
         .execution_options(synchronize_session=False)
     )
     if task is None:
-        _missing_or_changed(s, owner_id, task_id, expect)
+        _missing_or_changed(s, owner_id, task_id, precondition)
     return task
 
 
-def _target(owner_id: int, task_id: int, expect: Expect | None) -> list[Any]:
+def _target(owner_id: int, task_id: int, precondition: Precondition) -> list[Any]:
     where = [Task.id == task_id, Task.user_id == owner_id]
-    if expect is not None and expect.versions is not None:
-        where.append(Task.version.in_(expect.versions))
+    if precondition.versions is not None:
+        where.append(Task.version.in_(precondition.versions))
     return where
 
 
-def _missing_or_changed(s: Session, owner_id: int, task_id: int, expect: Expect | None) -> NoReturn:
-    if expect is not None:
+def _missing_or_changed(
+    s: Session, owner_id: int, task_id: int, precondition: Precondition
+) -> NoReturn:
+    # With versions to match, no row written means a changed task or a missing one; say which.
+    if precondition.versions is not None:
         exists = s.scalar(select(Task.id).where(Task.id == task_id, Task.user_id == owner_id))
         if exists is not None:
-            raise PreconditionFailed(TASK_CHANGED)
-    raise NotFound(TASK_NOT_FOUND)
+            raise TaskChanged()
+    raise TaskNotFound()

@@ -1,16 +1,15 @@
-"""Accounts: registration, lookup, profile and password changes, and the per-request check."""
+"""Accounts: registration, lookup, profile and password changes."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from taskapi.errors import Conflict, Unauthorized
-from taskapi.models import RevokedAccessToken, User, utcnow
-from taskapi.security import INVALID_TOKEN
+from taskapi.errors import AccountGone, EmailTaken
+from taskapi.models import User, utcnow
 
 
 def normalize_email(email: str) -> str:
@@ -33,7 +32,7 @@ def register(s: Session, *, email: str, name: str, password_hash: str) -> User:
         # The unique constraint decides; checking first would race with concurrent sign-ups.
         s.flush()
     except IntegrityError:
-        raise Conflict("Email already registered") from None
+        raise EmailTaken() from None
     return user
 
 
@@ -41,29 +40,11 @@ def find_by_email(s: Session, email: str) -> User | None:
     return s.scalar(select(User).where(User.email == normalize_email(email)))
 
 
-_TOKEN_VERSION = select(User.token_version).where(
-    User.id == bindparam("user_id"),
-    ~exists().where(RevokedAccessToken.jti == bindparam("jti")),
-)
-
-
-def authorized(s: Session, token_info: dict[str, Any]) -> int:
-    """The account a verified token speaks for. Raises Unauthorized if the account is gone,
-    the token was logged out, or the password changed since it was issued."""
-    user_id: int = token_info["sub"]
-    # Runs on every authenticated request: a Core statement on the session's connection skips
-    # the ORM's per-statement work, since no objects are loaded.
-    version = s.connection().scalar(_TOKEN_VERSION, {"user_id": user_id, "jti": token_info["jti"]})
-    if version is None or version != token_info["ver"]:
-        raise Unauthorized(INVALID_TOKEN)
-    return user_id
-
-
 def get(s: Session, user_id: int) -> User:
-    """An account that `authorized` has just vouched for."""
+    """The account. Raises AccountGone if it was deleted (after its token was checked)."""
     user = s.get(User, user_id)
     if user is None:
-        raise Unauthorized(INVALID_TOKEN)
+        raise AccountGone()
     return user
 
 
@@ -85,7 +66,7 @@ def _update(s: Session, user_id: int, **values: Any) -> User:
         .execution_options(synchronize_session=False)
     )
     if user is None:
-        raise Unauthorized(INVALID_TOKEN)
+        raise AccountGone()
     return user
 
 

@@ -205,6 +205,27 @@ def auth(api: Api) -> dict[str, str]:
     return api.user()
 
 
+def assert_problem(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """The body of an RFC 9457 problem response of `status` (and `code`), checked in full."""
+    from taskapi.problems import BY_CODE
+
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert BY_CODE[body["code"]].status == status
+    assert body["type"] == f"/problems/{body['code']}"
+    if code is not None:
+        assert body["code"] == code
+    assert body["title"]
+    assert body["detail"]
+    assert body["success"] is False
+    assert body["error"] == body["detail"]
+    for leak in ("Traceback", "sqlalchemy", "psycopg", 'File "', "password_hash"):
+        assert leak not in response.text
+    return body
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

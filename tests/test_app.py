@@ -27,7 +27,7 @@ def test_defaults_are_the_embedded_sqlite_database_in_development(workdir):
     assert settings.database_url == "sqlite:///taskapi.db"
     assert settings.port == 8080
     assert settings.bcrypt_rounds == 12
-    assert (settings.db_max_open_conns, settings.db_max_idle_conns) == (25, 5)
+    assert (settings.db_max_open_conns, settings.db_max_idle_conns) == (25, 10)
     assert settings.db_conn_max_lifetime == 300
 
 

@@ -8,15 +8,7 @@ import bcrypt
 import jwt
 import pytest
 
-from tests.conftest import JWT_SECRET, PASSWORD
-
-
-def problem_of(response):
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert body["success"] is False
-    assert body["error"] == body["detail"]
-    return body
+from tests.conftest import JWT_SECRET, PASSWORD, assert_problem
 
 
 def test_register_returns_the_user_without_any_password(api):
@@ -42,8 +34,7 @@ def test_email_is_stored_trimmed_and_lower_cased(api):
 def test_duplicate_email_is_a_conflict_case_insensitively(api):
     assert api.register("jane@x.com").status_code == 201
     response = api.register("Jane@X.com")
-    assert response.status_code == 409
-    assert problem_of(response)["detail"] == "Email already registered"
+    assert assert_problem(response, 409, "email_taken")["detail"] == "Email already registered"
 
 
 @pytest.mark.parametrize(
@@ -51,8 +42,10 @@ def test_duplicate_email_is_a_conflict_case_insensitively(api):
 )
 def test_malformed_emails_are_rejected(api, email):
     response = api.register(email)
-    assert response.status_code == 400
-    assert problem_of(response)["detail"] == "email: must be a valid email address"
+    assert (
+        assert_problem(response, 400, "validation_failed")["detail"]
+        == "email: must be a valid email address"
+    )
 
 
 @pytest.mark.parametrize(
@@ -68,23 +61,20 @@ def test_malformed_emails_are_rejected(api, email):
 def test_register_rules_are_named_in_plain_words(api, field, value, message):
     body = {"email": "jane@example.com", "password": PASSWORD, "name": "Jane", field: value}
     response = api.client.post("/api/v1/auth/register", json=body)
-    assert response.status_code == 400
-    problem = problem_of(response)
+    problem = assert_problem(response, 400, "validation_failed")
     assert problem["detail"] == message
     assert problem["errors"] == [{"field": field, "message": message.split(": ", 1)[1]}]
 
 
 def test_missing_fields_are_each_reported(api):
     response = api.client.post("/api/v1/auth/register", json={})
-    assert response.status_code == 400
-    fields = {e["field"] for e in problem_of(response)["errors"]}
+    fields = {e["field"] for e in assert_problem(response, 400, "validation_failed")["errors"]}
     assert fields == {"email", "password", "name"}
 
 
 def test_password_over_72_bytes_is_a_clear_400_not_a_500(api):
     response = api.register(password="é" * 72)  # 72 characters, 144 bytes
-    assert response.status_code == 400
-    problem = problem_of(response)
+    problem = assert_problem(response, 400, "validation_failed")
     assert problem["detail"] == "password: at most 72 bytes when UTF-8 encoded"
     assert problem["errors"] == [
         {"field": "password", "message": "at most 72 bytes when UTF-8 encoded"}
@@ -125,7 +115,8 @@ def test_failed_logins_are_indistinguishable(api, email, password):
     response = api.login(email, password)
     assert response.status_code == 401
     assert response.json() == {
-        "type": "about:blank",
+        "type": "/problems/invalid_credentials",
+        "code": "invalid_credentials",
         "title": "Unauthorized",
         "status": 401,
         "detail": "Invalid credentials",
@@ -136,8 +127,7 @@ def test_failed_logins_are_indistinguishable(api, email, password):
 
 def test_login_with_malformed_body_is_a_400(api):
     response = api.client.post("/api/v1/auth/login", json={"email": "jane@example.com"})
-    assert response.status_code == 400
-    assert problem_of(response)["detail"] == "password: is required"
+    assert assert_problem(response, 400, "validation_failed")["detail"] == "password: is required"
 
 
 @pytest.mark.parametrize("email", ["jane@example.com", "nobody@example.com"])

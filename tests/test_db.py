@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import sqlalchemy as sa
 
-from taskapi.db import Database, make_engine
+from taskapi.db import Database
 from taskapi.models import User, utcnow
 
 
@@ -25,7 +25,7 @@ def write_then_fail(db, email):
 
 @pytest.fixture
 def one_connection_db(settings):
-    db = Database(make_engine(replace(settings, db_max_open_conns=1, db_max_idle_conns=1)))
+    db = Database(replace(settings, db_max_open_conns=2, db_max_idle_conns=2))
     yield db
     db.dispose()
 
@@ -33,6 +33,27 @@ def one_connection_db(settings):
 def test_a_failed_transaction_commits_nothing(one_connection_db):
     with pytest.raises(RuntimeError):
         write_then_fail(one_connection_db, "a@example.com")
+    with one_connection_db.reading() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(User)) == 0
+
+
+def flush_in_a_read_block(db):
+    with db.reading() as s:
+        s.add(new_user("orm@example.com"))
+        s.flush()
+
+
+def insert_in_a_read_block(db):
+    with db.reading() as s:
+        s.execute(sa.insert(User).values(email="core@example.com", name="N", password_hash="x"))
+
+
+def test_a_read_block_refuses_writes_on_both_databases(one_connection_db):
+    with pytest.raises(RuntimeError, match="read-only session"):
+        flush_in_a_read_block(one_connection_db)
+    # Core statements never reach the session's flush: the connection itself refuses them.
+    with pytest.raises(sa.exc.DBAPIError, match=r"read-only|readonly"):
+        insert_in_a_read_block(one_connection_db)
     with one_connection_db.reading() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(User)) == 0
 
@@ -55,8 +76,8 @@ def test_reading_sees_committed_writes(one_connection_db):
 
 
 def test_sessions_return_their_connections(app, client, auth):
-    pool = app.app.extensions["taskapi"].db.engine.pool
+    db = app.app.extensions["taskapi"].db
     for _ in range(5):
-        client.get("/api/v1/tasks", headers=auth)
-        client.post("/api/v1/tasks", json={"title": "x"}, headers=auth)
-    assert pool.checkedout() == 0
+        assert client.get("/api/v1/tasks", headers=auth).status_code == 200
+        assert client.post("/api/v1/tasks", json={"title": "x"}, headers=auth).status_code == 201
+    assert (db.engine.pool.checkedout(), db.read_engine.pool.checkedout()) == (0, 0)

@@ -7,22 +7,7 @@ from sqlalchemy.exc import OperationalError
 
 import taskapi.listing
 import taskapi.tasks
-from tests.conftest import base_settings
-
-
-def assert_problem(response, status):
-    assert response.status_code == status
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert body["type"] == "about:blank"
-    assert body["status"] == status
-    assert body["title"]
-    assert body["detail"]
-    assert body["success"] is False
-    assert body["error"] == body["detail"]
-    for leak in ("Traceback", "sqlalchemy", "psycopg", 'File "', "password_hash"):
-        assert leak not in response.text
-    return body
+from tests.conftest import assert_problem, base_settings
 
 
 def test_validation_error(api):

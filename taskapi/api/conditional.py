@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from taskapi.models import Task
-from taskapi.tasks import Expect
+from taskapi.tasks import Precondition
 
 # Strong ETags of the form "<task id>-<version>"; versions are bounded to stay in BIGINT.
 _OURS = re.compile(r'"(\d{1,19})-(\d{1,18})"')
@@ -16,19 +16,17 @@ def etag(task: Task) -> str:
     return f'"{task.id}-{task.version}"'
 
 
-def if_match(header: str | None, task_id: int) -> Expect | None:
-    """What an If-Match header allows a write to `task_id` to overwrite (None: no header)."""
-    if header is None:
-        return None
-    if header.strip() == "*":
-        return Expect()
+def if_match(header: str | None, task_id: int) -> Precondition:
+    """What an If-Match header allows a write to `task_id` to overwrite."""
+    if header is None or header.strip() == "*":
+        return Precondition.any()
     versions = set()
     for tag in header.split(","):
         # Strong comparison: weak (W/) tags and other resources' tags never match.
         ours = _OURS.fullmatch(tag.strip())
         if ours and int(ours[1]) == task_id:
             versions.add(int(ours[2]))
-    return Expect(frozenset(versions))
+    return Precondition.of(frozenset(versions))
 
 
 def none_match(header: str | None, current: str) -> bool:

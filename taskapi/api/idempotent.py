@@ -10,7 +10,7 @@ from typing import Any
 import flask
 from sqlalchemy.orm import Session
 
-from taskapi import idempotency, users
+from taskapi import idempotency
 from taskapi.api import services
 from taskapi.idempotency import StoredResponse
 
@@ -20,22 +20,21 @@ REPLAYED_HEADERS = ("Location", "ETag")
 def run(
     operation: str,
     body: Any,
-    token_info: dict[str, Any],
-    work: Callable[[Session, int], flask.Response],
+    owner: int,
+    work: Callable[[Session], flask.Response],
 ) -> flask.Response:
-    """`work(session, owner_id)` in one transaction, at most once per Idempotency-Key."""
+    """`work(session)` in one transaction, at most once per Idempotency-Key of `owner`."""
     db = services.current().db
     key = flask.request.headers.get("Idempotency-Key")
     if key is None:
         with db.transaction() as s:
-            return work(s, users.authorized(s, token_info))
+            return work(s)
 
     fingerprint = hashlib.sha256(
         json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
     scope = {"operation": operation, "key": key}
     with db.transaction() as s:
-        owner = users.authorized(s, token_info)
         stored = idempotency.claim(s, user_id=owner, request_hash=fingerprint, **scope)
     if stored is not None:
         return flask.Response(
@@ -46,8 +45,7 @@ def run(
         )
     try:
         with db.transaction() as s:
-            users.authorized(s, token_info)
-            response = work(s, owner)
+            response = work(s)
             # Stored in the same transaction as the work: both happen, or neither.
             idempotency.complete(s, user_id=owner, response=_storable(response), **scope)
         return response

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import flask
 
+from taskapi.access_tokens import TokenCodec
 from taskapi.config import Settings
 from taskapi.db import Database
-from taskapi.security import PasswordHasher, TokenCodec
+from taskapi.passwords import PasswordHasher
 
 EXTENSION_KEY = "taskapi"
 
@@ -18,7 +19,7 @@ class Services:
     settings: Settings
     db: Database
     passwords: PasswordHasher
-    tokens: TokenCodec
+    token_codec: TokenCodec
 
 
 def current() -> Services:

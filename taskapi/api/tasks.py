@@ -1,4 +1,7 @@
-"""Operations tagged `tasks`: the caller's own tasks."""
+"""Operations tagged `tasks`: the caller's own tasks.
+
+`user` is the caller's account id, already vouched for by the spec's bearerAuth (api/caller.py).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from urllib.parse import urlencode
 import flask
 from sqlalchemy.orm import Session
 
-from taskapi import listing, tasks, timestamps, users
+from taskapi import listing, tasks, timestamps
 from taskapi.api import conditional, idempotent, services
 from taskapi.api.envelope import empty, ok
 from taskapi.api.serialize import task_json
@@ -45,27 +48,27 @@ def _respond(
     return ok(task_json(task), status, headers={"ETag": conditional.etag(task), **(headers or {})})
 
 
-def _if_match(task_id: int) -> tasks.Expect | None:
+def _if_match(task_id: int) -> tasks.Precondition:
     return conditional.if_match(flask.request.headers.get("If-Match"), task_id)
 
 
-def create_task(body: dict[str, Any], token_info: dict[str, Any]) -> flask.Response:
-    def work(s: Session, owner: int) -> flask.Response:
-        task = tasks.create(s, owner_id=owner, fields=_fields(body))
+def create_task(body: dict[str, Any], user: int) -> flask.Response:
+    def work(s: Session) -> flask.Response:
+        task = tasks.create(s, owner_id=user, fields=_fields(body))
         return _respond(task, 201, {"Location": f"{TASKS_PATH}/{task.id}"})
 
-    return idempotent.run("createTask", body, token_info, work)
+    return idempotent.run("createTask", body, user, work)
 
 
-def create_tasks(body: dict[str, Any], token_info: dict[str, Any]) -> flask.Response:
-    def work(s: Session, owner: int) -> flask.Response:
-        created = tasks.create_many(s, owner_id=owner, fields=[_fields(t) for t in body["tasks"]])
+def create_tasks(body: dict[str, Any], user: int) -> flask.Response:
+    def work(s: Session) -> flask.Response:
+        created = tasks.create_many(s, owner_id=user, fields=[_fields(t) for t in body["tasks"]])
         return ok([task_json(t) for t in created], 201)
 
-    return idempotent.run("createTasks", body, token_info, work)
+    return idempotent.run("createTasks", body, user, work)
 
 
-def list_tasks(token_info: dict[str, Any], **params: Any) -> flask.Response:
+def list_tasks(user: int, **params: Any) -> flask.Response:
     query = listing.ListQuery(
         status=params.get("status"),
         priority=params.get("priority"),
@@ -80,7 +83,7 @@ def list_tasks(token_info: dict[str, Any], **params: Any) -> flask.Response:
         cursor=params.get("cursor"),
     )
     with services.current().db.reading() as s:
-        page = listing.list_owned(s, owner_id=users.authorized(s, token_info), query=query)
+        page = listing.list_owned(s, owner_id=user, query=query)
     meta: dict[str, Any] = {"limit": query.limit, "next_cursor": page.next_cursor}
     if page.total is not None:
         pages = math.ceil(page.total / query.limit)
@@ -109,37 +112,36 @@ def _link_header(query: listing.ListQuery, meta: dict[str, Any]) -> str:
     return ", ".join(f'<{target}>; rel="{rel}"' for rel, target in links.items())
 
 
-def get_task(id: int, token_info: dict[str, Any]) -> flask.Response:
+def get_task(id: int, user: int) -> flask.Response:
     with services.current().db.reading() as s:
-        task = tasks.get_owned(s, owner_id=users.authorized(s, token_info), task_id=id)
+        task = tasks.get_owned(s, owner_id=user, task_id=id)
     tag = conditional.etag(task)
     if conditional.none_match(flask.request.headers.get("If-None-Match"), tag):
         return empty(304, {"ETag": tag, "Cache-Control": REVALIDATE})
     return _respond(task, headers={"Cache-Control": REVALIDATE})
 
 
-def update_task(id: int, body: dict[str, Any], token_info: dict[str, Any]) -> flask.Response:
+def update_task(id: int, body: dict[str, Any], user: int) -> flask.Response:
     with services.current().db.transaction() as s:
-        owner = users.authorized(s, token_info)
         task = tasks.replace(
-            s, owner_id=owner, task_id=id, fields=_fields(body), expect=_if_match(id)
+            s, owner_id=user, task_id=id, fields=_fields(body), precondition=_if_match(id)
         )
     return _respond(task)
 
 
-def patch_task(id: int, body: dict[str, Any], token_info: dict[str, Any]) -> flask.Response:
+def patch_task(id: int, body: dict[str, Any], user: int) -> flask.Response:
     # JSON Merge Patch (RFC 7396): members present are set; `null` clears (only due_date may be).
     changes = {k: body[k] for k in WRITABLE if k in body}
     if "due_date" in changes:
         changes["due_date"] = _date(changes["due_date"])
     with services.current().db.transaction() as s:
-        owner = users.authorized(s, token_info)
-        task = tasks.patch(s, owner_id=owner, task_id=id, changes=changes, expect=_if_match(id))
+        task = tasks.patch(
+            s, owner_id=user, task_id=id, changes=changes, precondition=_if_match(id)
+        )
     return _respond(task)
 
 
-def delete_task(id: int, token_info: dict[str, Any]) -> flask.Response:
+def delete_task(id: int, user: int) -> flask.Response:
     with services.current().db.transaction() as s:
-        owner = users.authorized(s, token_info)
-        tasks.remove(s, owner_id=owner, task_id=id, expect=_if_match(id))
+        tasks.remove(s, owner_id=user, task_id=id, precondition=_if_match(id))
     return ok(DELETED)

@@ -1,9 +1,9 @@
-"""Login sessions in the database: rotating refresh tokens and logged-out access tokens.
+"""Login sessions: rotating refresh tokens.
 
 A login starts a family of refresh tokens. Each refresh uses one up and issues its successor in
 the same family. Presenting a used token again means it was stolen or replayed, so the whole
 family is revoked (OAuth 2.0 Security BCP, refresh token rotation). Only SHA-256 digests of
-refresh tokens are stored; security.py holds the cryptography of access tokens.
+refresh tokens are stored; access_tokens.py holds the access tokens.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
-from taskapi.models import RefreshToken, RevokedAccessToken, utcnow
+from taskapi.models import RefreshToken, utcnow
 
 
 @dataclass(frozen=True)
@@ -102,11 +102,3 @@ def _revoke(s: Session, which: ColumnElement[bool], now: datetime) -> None:
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
-
-
-def deny_access_token(s: Session, *, jti: str, user_id: int, expires_at: datetime) -> None:
-    """Refuse the access token `jti` from now until it would have expired anyway."""
-    now = utcnow()
-    # Entries are only needed until their token expires; clearing them here keeps the table small.
-    s.execute(delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now))
-    s.add(RevokedAccessToken(jti=jti, user_id=user_id, expires_at=expires_at))

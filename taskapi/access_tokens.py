@@ -1,0 +1,105 @@
+"""Access tokens: HS256 JWTs, the per-request check of the account behind one, and logouts.
+
+A token speaks for its account only while the account exists, its password has not changed
+since the token was issued (the token's `ver` is the account's token_version) and the token
+was not logged out (its `jti` is not on the deny-list). The deny-list is read and written here
+only.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+from sqlalchemy import bindparam, delete, exists, select
+from sqlalchemy.orm import Session
+
+from taskapi.errors import InvalidToken
+from taskapi.models import RevokedAccessToken, User, utcnow
+
+ACCESS_TOKEN_TTL = 15 * 60
+TOKEN_ALGORITHM = "HS256"
+# Tolerated clock skew between the servers that issue and check tokens, in seconds.
+TOKEN_LEEWAY = 5
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    expires_in: int
+
+
+class TokenCodec:
+    """Issues and verifies HS256 access tokens."""
+
+    def __init__(self, secret: str, ttl: int = ACCESS_TOKEN_TTL) -> None:
+        self._key = secret.encode()
+        self.ttl = ttl
+
+    def issue(self, *, user_id: int, email: str, version: int) -> AccessToken:
+        """A token for the account; `version` is the account's token_version."""
+        now = int(time.time())
+        claims = {
+            "user_id": user_id,
+            "email": email,
+            "sub": str(user_id),
+            "iat": now,
+            "exp": now + self.ttl,
+            "jti": uuid.uuid4().hex,
+            "ver": version,
+        }
+        return AccessToken(jwt.encode(claims, self._key, algorithm=TOKEN_ALGORITHM), self.ttl)
+
+    def decode(self, token: str) -> dict[str, Any]:
+        """The verified claims. Raises jwt.InvalidTokenError for anything else."""
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            self._key,
+            algorithms=[TOKEN_ALGORITHM],
+            options={"require": ["exp", "iat", "sub", "jti", "user_id", "ver"]},
+            leeway=TOKEN_LEEWAY,
+        )
+        user_id = claims["user_id"]
+        if type(user_id) is not int or claims["sub"] != str(user_id):
+            raise jwt.InvalidTokenError("user_id and sub disagree")
+        if type(claims["ver"]) is not int or type(claims["jti"]) is not str:
+            raise jwt.InvalidTokenError("malformed ver or jti")
+        return claims
+
+
+_CURRENT_VERSION = select(User.token_version).where(
+    User.id == bindparam("user_id"),
+    ~exists().where(RevokedAccessToken.jti == bindparam("jti")),
+)
+
+
+def owner_of(s: Session, claims: dict[str, Any]) -> int:
+    """The id of the account verified `claims` speak for. Raises Unauthorized if the account
+    is gone, the token was logged out, or the password changed since it was issued."""
+    # Runs on every authenticated request: a Core statement on the session's connection skips
+    # the ORM's per-statement work, since no objects are loaded.
+    version = s.connection().scalar(
+        _CURRENT_VERSION, {"user_id": claims["user_id"], "jti": claims["jti"]}
+    )
+    if version is None or version != claims["ver"]:
+        raise InvalidToken()
+    user_id: int = claims["user_id"]
+    return user_id
+
+
+def deny(s: Session, claims: dict[str, Any]) -> None:
+    """Refuse the token with these claims from now until it would have expired anyway."""
+    now = utcnow()
+    # Entries are only needed until their token expires; clearing them here keeps the table small.
+    s.execute(delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now))
+    s.add(
+        RevokedAccessToken(
+            jti=claims["jti"],
+            user_id=claims["user_id"],
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        )
+    )

@@ -1,0 +1,117 @@
+"""Connexion's FlaskApp with two costs of its request path taken out.
+
+1. The WSGI bridge: FlaskApp serves Flask through a2wsgi's thread pool; this one uses
+   `WSGIBridge` (taskapi/bridge.py), which runs requests on the event loop unless told to
+   offload them to a thread (spec-first/connexion#1979, #2045).
+2. Per-request decoration: Connexion's FlaskOperation builds its parameter and response
+   decorators, and inspects the handler's signature, on every call (`FlaskOperation.fn` is a
+   property and `WSGIDecorator.__call__` calls `decorate()` each time; spec-first/connexion
+   #2077). Here each operation is decorated once, when the API is added; the per-request part
+   (reading the request through the operation's URI parser) is unchanged.
+
+Everything else is Connexion's own: the middleware stack, validation, security, routing, error
+handling and the Flask app.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import connexion
+import flask
+import werkzeug.exceptions
+from connexion.apps.abstract import AbstractApp
+from connexion.apps.flask import FlaskApi, FlaskASGIApp, FlaskOperation
+from connexion.decorators import FlaskDecorator
+from connexion.operations import AbstractOperation
+from connexion.uri_parsing import AbstractURIParser
+from starlette.types import Scope
+
+from taskapi.bridge import WSGIBridge
+
+
+class DecorateOnce(FlaskDecorator):  # type: ignore[misc]
+    """FlaskDecorator that decorates the handler once instead of on every request."""
+
+    def __init__(self, *, uri_parser: AbstractURIParser, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.parser = uri_parser
+
+    def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        decorated = self.decorate(function)
+
+        @functools.wraps(function)
+        def wrapper(*_args: Any, **_kwargs: Any) -> Any:
+            return decorated(self.framework.get_request(uri_parser=self.parser))
+
+        return wrapper
+
+
+class DecoratedFlaskOperation(FlaskOperation):  # type: ignore[misc]
+    """A FlaskOperation whose decorated handler is built once, with its URI parser."""
+
+    @classmethod
+    def from_operation(
+        cls, operation: AbstractOperation, *, pythonic_params: bool, jsonifier: Any
+    ) -> DecoratedFlaskOperation:
+        self = super().from_operation(
+            operation, pythonic_params=pythonic_params, jsonifier=jsonifier
+        )
+        # What Connexion's decorator builds per request from the operation in context.
+        parser = operation.uri_parser_class(operation.parameters, operation.body_definition())
+        decorator = DecorateOnce(
+            uri_parser=parser, pythonic_params=pythonic_params, jsonifier=jsonifier
+        )
+        self.decorated = decorator(operation.function)
+        return self  # type: ignore[no-any-return]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> flask.Response:
+        return self.decorated(*args, **kwargs)  # type: ignore[no-any-return]
+
+
+class DecoratedFlaskApi(FlaskApi):  # type: ignore[misc]
+    def make_operation(self, operation: AbstractOperation) -> DecoratedFlaskOperation:
+        return DecoratedFlaskOperation.from_operation(
+            operation, pythonic_params=self.pythonic_params, jsonifier=self.jsonifier
+        )
+
+
+class BridgedFlaskASGIApp(FlaskASGIApp):  # type: ignore[misc]
+    """The Flask app behind Connexion's middleware, served through a WSGIBridge."""
+
+    def __init__(
+        self, import_name: str, server_args: dict[str, Any], offload: Callable[[Scope], bool]
+    ) -> None:
+        super().__init__(import_name, server_args)
+        self.bridge = WSGIBridge(self.app.wsgi_app, offload=offload)
+        self.asgi_app = self.bridge
+
+    def add_api(self, specification: Any, *, name: str | None = None, **kwargs: Any) -> Any:
+        api = DecoratedFlaskApi(specification, **kwargs)
+        self.app.register_blueprint(api.blueprint, **({"name": name} if name else {}))
+        return api
+
+
+class FlaskApp(connexion.FlaskApp):  # type: ignore[misc]
+    """connexion.FlaskApp on a WSGIBridge; `offload(scope)` picks the requests run on a thread."""
+
+    def __init__(
+        self,
+        import_name: str,
+        *,
+        offload: Callable[[Scope], bool],
+        server_args: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        # What connexion.FlaskApp.__init__ does, with our ASGI app in place of its own.
+        self._middleware_app = BridgedFlaskASGIApp(import_name, server_args or {}, offload)
+        AbstractApp.__init__(self, import_name, **options)
+        self.app = self._middleware_app.app
+        self.app.register_error_handler(werkzeug.exceptions.HTTPException, self._http_exception)
+
+    @property
+    def bridge(self) -> WSGIBridge:
+        bridge: WSGIBridge = self._middleware_app.bridge
+        return bridge

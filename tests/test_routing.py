@@ -1,0 +1,103 @@
+"""Only the spec's paths are answered, each operation has a policy, and requests stay lean."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from taskapi.policies import POLICIES
+from taskapi.resources import load_spec
+from taskapi.routing import spec_operations
+from tests.conftest import assert_problem
+
+API = Path(__file__).resolve().parent.parent / "taskapi" / "api"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "//health"),
+        ("GET", "//api/v1/tasks"),
+        ("POST", "//api/v1/auth/register"),
+        ("GET", "/api//v1/tasks"),
+        ("GET", "/api/v1/tasks/"),
+        ("GET", "/health/"),
+        ("GET", "/api/v1/tasks/1/"),
+    ],
+)
+def test_paths_the_spec_does_not_define_are_404_and_never_redirect(api, auth, method, path):
+    response = api.client.request(
+        method, path, headers={**auth, "Host": "evil.example"}, follow_redirects=False
+    )
+    assert_problem(response, 404, "not_found")
+    assert "location" not in response.headers
+
+
+def test_a_near_miss_path_runs_no_handler(api):
+    response = api.client.post(
+        "//api/v1/auth/register",
+        json={"email": "sneaky@example.com", "password": "password123", "name": "Sneaky"},
+    )
+    assert_problem(response, 404, "not_found")
+    assert api.login("sneaky@example.com").status_code == 401
+
+
+def test_every_operation_has_exactly_one_policy():
+    assert set(POLICIES) == set(spec_operations(load_spec()))
+
+
+def test_bcrypt_operations_run_on_a_thread():
+    for operation, policy in POLICIES.items():
+        if policy.bcrypt:
+            assert policy.on_thread, operation
+
+
+def test_only_the_security_step_checks_the_account():
+    # Handlers get `user` from bearerAuth (api/caller.py) and cannot forget the check.
+    for module in API.glob("*.py"):
+        mentions = "owner_of" in module.read_text()
+        assert mentions == (module.name == "caller.py"), module.name
+
+
+class Statements:
+    """Counts the SQL statements the app sends, on both of its pools."""
+
+    def __init__(self, app) -> None:
+        db = app.app.extensions["taskapi"].db
+        self.counts: Counter[str] = Counter()
+        self.engines = [db.engine, db.read_engine]
+        for engine in self.engines:
+            sa.event.listen(engine, "before_cursor_execute", self._count)
+
+    def _count(self, _conn, _cursor, statement, *_args) -> None:
+        self.counts[statement.split(None, 1)[0].upper()] += 1
+
+    def during(self, call) -> int:
+        self.counts.clear()
+        call()
+        return sum(self.counts.values())
+
+
+@pytest.mark.parametrize(
+    ("operation", "most"),
+    [("list", 3), ("get", 2), ("create", 2), ("update", 2), ("patch", 2), ("delete", 2)],
+)
+def test_statements_per_operation_including_the_account_check(app, api, auth, operation, most):
+    task = api.create_task(auth)
+    url = f"/api/v1/tasks/{task['id']}"
+    body = {"title": "t", "status": "completed"}
+    calls = {
+        "list": lambda: api.client.get("/api/v1/tasks", headers=auth),
+        "get": lambda: api.client.get(url, headers=auth),
+        "create": lambda: api.client.post("/api/v1/tasks", json=body, headers=auth),
+        "update": lambda: api.client.put(url, json=body, headers=auth),
+        "patch": lambda: api.client.patch(url, json={"priority": "low"}, headers=auth),
+        "delete": lambda: api.client.delete(url, headers=auth),
+    }
+    statements = Statements(app)
+    responses = []
+    assert statements.during(lambda: responses.append(calls[operation]())) <= most
+    assert responses[0].status_code in (200, 201), responses[0].text

@@ -46,6 +46,15 @@ def sdk(tmp_path_factory):
         sys.path.remove(str(out))
 
 
+def test_sort_values_have_readable_names_in_the_sdk(sdk):
+    from taskapi_client.models import ListTasksSort
+
+    assert ListTasksSort.CREATED_AT_DESC == "-created_at"
+    assert ListTasksSort.PRIORITY_DESC == "-priority"
+    assert ListTasksSort.TITLE == "title"
+    assert not [name for name in ListTasksSort.__members__ if name.startswith("VALUE_")]
+
+
 def test_walkthrough_through_the_generated_client(sdk, live_server):
     from taskapi_client import AuthenticatedClient, Client
 

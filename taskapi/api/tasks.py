@@ -57,11 +57,13 @@ def create_task(body: dict[str, Any], token_info: dict[str, Any]) -> flask.Respo
     return idempotent.run("createTask", body, token_info, work)
 
 
-def create_tasks(body: dict[str, Any], token_info: dict[str, Any]) -> flask.Response:
+def create_task_batch(body: dict[str, Any], token_info: dict[str, Any]) -> flask.Response:
     def work(s: Session, owner: int) -> flask.Response:
         created = tasks.create_many(s, owner_id=owner, fields=[_fields(t) for t in body["tasks"]])
         return ok([task_json(t) for t in created], 201)
 
+    # Stored Idempotency-Keys are scoped by this name, so it stays the 1.0.0 operationId:
+    # a retry sent across an upgrade still replays instead of creating the tasks twice.
     return idempotent.run("createTasks", body, token_info, work)
 
 

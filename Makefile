@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 NPM_INSTALLED := node_modules/.installed
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test lint fmt migrate contract spec client install clean
+.PHONY: run test lint fmt migrate contract spec examples compat client install clean
 
 run: $(INSTALLED)
 	$(BIN)/taskapi serve
@@ -27,10 +27,23 @@ fmt: $(INSTALLED)
 migrate: $(INSTALLED)
 	$(BIN)/taskapi db upgrade
 
-# The deep contract pass: the spec linted, TypeScript types generated and type-checked, then
-# Schemathesis against live servers on SQLite and PostgreSQL (reports/contract-*.xml).
-contract: spec $(INSTALLED)
+# The deep contract pass: the spec linted, TypeScript types generated and type-checked, the
+# spec compared with its last release, the published examples run, then Schemathesis against
+# live servers on SQLite and PostgreSQL (reports/contract-*.xml).
+contract: spec compat examples $(INSTALLED)
 	$(BIN)/python tests/contract/run.py
+
+# What changed for clients since the newest release in openapi/released/: fails on a breaking
+# change and lists the notes (renames in generated SDKs). `make test` runs the same check
+# against every release of the current major version (tests/test_spec_compat.py).
+compat: $(INSTALLED)
+	$(BIN)/python tests/contract/compat.py \
+		$$(ls openapi/released/*.yaml | sort -V | tail -n 1) openapi/openapi.yaml
+
+# examples/ type-checked and run against live servers on both databases. `make test` runs the
+# same tests, but skips the TypeScript one until the npm tools are installed.
+examples: $(INSTALLED) $(NPM_INSTALLED)
+	$(BIN)/pytest tests/test_examples.py
 
 spec: $(NPM_INSTALLED)
 	npm run --silent lint:spec

@@ -55,7 +55,7 @@ POLICIES: dict[str, Policy] = {
     "deleteMe": BCRYPT,
     "changePassword": BCRYPT,
     "createTask": LOOP,
-    "createTasks": THREAD,
+    "createTaskBatch": THREAD,
     "listTasks": LOOP,
     "getTask": LOOP,
     "updateTask": LOOP,

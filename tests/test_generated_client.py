@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,21 @@ def sdk(tmp_path_factory):
         yield importlib.import_module("taskapi_client")
     finally:
         sys.path.remove(str(out))
+
+
+def test_sdk_names_read_well(sdk):
+    """Sort values by name, and one-task and batch creates that do not look alike."""
+    from taskapi_client.api import tasks
+    from taskapi_client.models import ListTasksSort
+
+    modules = {module.name for module in pkgutil.iter_modules(tasks.__path__)}
+    assert {"create_task", "create_task_batch"} <= modules
+    assert "create_tasks" not in modules
+
+    assert ListTasksSort.CREATED_AT_DESC == "-created_at"
+    assert ListTasksSort.PRIORITY_DESC == "-priority"
+    assert ListTasksSort.TITLE == "title"
+    assert not [name for name in ListTasksSort.__members__ if name.startswith("VALUE_")]
 
 
 def test_walkthrough_through_the_generated_client(sdk, live_server):

@@ -60,11 +60,13 @@ def create_task(body: dict[str, Any], user: int) -> flask.Response:
     return idempotent.run("createTask", body, user, work)
 
 
-def create_tasks(body: dict[str, Any], user: int) -> flask.Response:
+def create_task_batch(body: dict[str, Any], user: int) -> flask.Response:
     def work(s: Session) -> flask.Response:
         created = tasks.create_many(s, owner_id=user, fields=[_fields(t) for t in body["tasks"]])
         return ok([task_json(t) for t in created], 201)
 
+    # Stored Idempotency-Keys are scoped by this name, so it stays the 1.0.0 operationId:
+    # a retry sent across an upgrade still replays instead of creating the tasks twice.
     return idempotent.run("createTasks", body, user, work)
 
 

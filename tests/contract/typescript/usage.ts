@@ -1,6 +1,6 @@
 // A TypeScript client's view of the API, type-checked (never run) against the types that
 // openapi-typescript generates from openapi/openapi.yaml into build/ts/ (make contract).
-import type { components, paths } from "../../../build/ts/taskapi.d.ts";
+import type { components, operations, paths } from "../../../build/ts/taskapi.d.ts";
 
 type Task = components["schemas"]["Task"];
 type TaskInput = components["schemas"]["TaskInput"];
@@ -11,6 +11,7 @@ type ListQuery = NonNullable<paths["/api/v1/tasks"]["get"]["parameters"]["query"
 type ListBody = paths["/api/v1/tasks"]["get"]["responses"]["200"]["content"]["application/json"];
 type LoginBody = paths["/api/v1/auth/login"]["post"]["responses"]["200"]["content"]["application/json"];
 type NotFound = paths["/api/v1/tasks/{id}"]["get"]["responses"]["404"]["content"]["application/problem+json"];
+type BatchBody = NonNullable<operations["createTaskBatch"]["requestBody"]>["content"]["application/json"];
 
 export const draft: TaskInput = {
   title: "Write the report",
@@ -38,6 +39,8 @@ export function bearer(body: LoginBody): string {
 export function refreshBody(body: LoginBody): RefreshRequest {
   return { refresh_token: body.data.refresh_token };
 }
+
+export const batch: BatchBody = { tasks: [{ title: "Plan" }, { title: "Build", priority: "high" }] };
 
 export const finish: TaskPatch = { status: "completed", due_date: null };
 

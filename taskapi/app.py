@@ -17,6 +17,7 @@ from connexion.utils import get_function_from_name
 from taskapi.api.services import EXTENSION_KEY, Services
 from taskapi.config import Settings
 from taskapi.db import Database, make_engine
+from taskapi.docs import DocsMiddleware
 from taskapi.errors import HTTP_METHODS, Routes, register_error_handlers
 from taskapi.middleware import (
     BodyLimitMiddleware,
@@ -70,7 +71,8 @@ def create_app(settings: Settings | None = None) -> connexion.FlaskApp:
     app = connexion.FlaskApp(
         __name__,
         lifespan=lifespan,
-        swagger_ui_options=SwaggerUIOptions(swagger_ui_config={"persistAuthorization": True}),
+        # taskapi/docs serves the spec as written and the docs pages instead.
+        swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui=False),
     )
     app.app.extensions[EXTENSION_KEY] = services
     app.add_api(
@@ -97,6 +99,7 @@ def create_app(settings: Settings | None = None) -> connexion.FlaskApp:
         position=MiddlewarePosition.BEFORE_SWAGGER,
         max_bytes=settings.max_body_bytes,
     )
+    app.add_middleware(DocsMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER)
     app.add_middleware(
         TokensMiddleware, position=MiddlewarePosition.BEFORE_SECURITY, codec=services.tokens
     )

@@ -10,6 +10,7 @@ from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from taskapi.docs import DOCS_PREFIXES
 from taskapi.errors import PROBLEM_JSON, problem_bytes
 from taskapi.security import SCOPE_KEY, TokenCodec
 
@@ -66,7 +67,7 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        is_api = not path.startswith("/ui")
+        is_api = not path.startswith(DOCS_PREFIXES)  # the docs set their own CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -7,12 +7,13 @@ INSTALLED := $(VENV)/.installed
 NPM_INSTALLED := node_modules/.installed
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test lint fmt migrate contract spec examples compat client install clean
+.PHONY: run test lint fmt migrate contract spec examples compat client browser install clean
 
 run: $(INSTALLED)
 	$(BIN)/taskapi serve
 
-test: lint
+# With npm around, the pinned node tools come too: tests/test_browser.py drives Chromium with them.
+test: lint $(if $(shell command -v npm),$(NPM_INSTALLED))
 	$(BIN)/pytest
 
 lint: $(INSTALLED)
@@ -54,6 +55,20 @@ spec: $(NPM_INSTALLED)
 client: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/openapi-python-client generate \
 		--path openapi/openapi.yaml --meta setup --output-path build/client --overwrite
+
+# Chromium for tests/test_browser.py: Debian's package, installed with apt-get when it is missing
+# (as root, or through passwordless sudo). Playwright never downloads a browser of its own.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+browser: $(NPM_INSTALLED)
+	@if [ -x "$(CHROMIUM)" ]; then \
+		echo "browser: $(CHROMIUM) ($$($(CHROMIUM) --version 2>/dev/null))"; \
+	elif command -v apt-get >/dev/null; then \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+			-y -qq --no-install-recommends chromium fonts-dejavu-core; \
+	else \
+		echo "browser: no $(CHROMIUM) and no apt-get; tests/test_browser.py will skip"; \
+	fi
 
 install: $(INSTALLED)
 

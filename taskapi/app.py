@@ -16,6 +16,7 @@ from taskapi.api.caller import ServicesMiddleware
 from taskapi.api.services import EXTENSION_KEY, Services
 from taskapi.config import Settings
 from taskapi.db import Database
+from taskapi.docs import DocsMiddleware
 from taskapi.errors import register_error_handlers
 from taskapi.flask_app import FlaskApp
 from taskapi.middleware import (
@@ -63,7 +64,8 @@ def create_app(settings: Settings | None = None) -> FlaskApp:
         offload=runs_on_thread,
         lifespan=lifespan,
         middlewares=connexion_middlewares(),
-        swagger_ui_options=SwaggerUIOptions(swagger_ui_config={"persistAuthorization": True}),
+        # taskapi/docs serves the spec as written and the docs pages instead.
+        swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui=False),
     )
     app.app.extensions[EXTENSION_KEY] = services
     app.add_api(
@@ -90,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FlaskApp:
         position=MiddlewarePosition.BEFORE_SWAGGER,
         max_bytes=settings.max_body_bytes,
     )
+    app.add_middleware(DocsMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER)
     app.add_middleware(
         ServicesMiddleware, position=MiddlewarePosition.BEFORE_SECURITY, services=services
     )

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskapi import problems
+from taskapi.docs import DOCS_PREFIXES
 from taskapi.errors import problem_bytes
 from taskapi.problems import PROBLEM_JSON
 
@@ -69,7 +70,7 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        is_api = not path.startswith("/ui")
+        is_api = not path.startswith(DOCS_PREFIXES)  # the docs set their own CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

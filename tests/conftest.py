@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -232,19 +233,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def live_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The base URL of `taskapi serve` (2 workers) on a database of its own."""
-    workdir = tmp_path_factory.mktemp(f"live-{backend.name}")
-    if backend.template is not None:
-        shutil.copyfile(backend.template, workdir / "taskapi.db")
-        url = f"sqlite:///{workdir / 'taskapi.db'}"
-    else:
-        url = Backend("postgresql", backend.url).fresh_url(workdir)
+@contextmanager
+def serving(database_url: str, workdir: Path) -> Iterator[str]:
+    """`taskapi serve` (2 workers) on `database_url`, run in `workdir`; yields its base URL."""
     port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": url,
+        "DATABASE_URL": database_url,
         "JWT_SECRET": JWT_SECRET,
         "BCRYPT_ROUNDS": "4",
         "VALIDATE_RESPONSES": "true",
@@ -270,7 +265,39 @@ def live_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> I
             process.kill()
             pytest.fail(f"taskapi serve did not start:\n{(workdir / 'server.log').read_text()}")
         time.sleep(0.1)
-    yield base
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+    try:
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL of `taskapi serve` (2 workers) on a database of its own."""
+    workdir = tmp_path_factory.mktemp(f"live-{backend.name}")
+    if backend.template is not None:
+        shutil.copyfile(backend.template, workdir / "taskapi.db")
+        url = f"sqlite:///{workdir / 'taskapi.db'}"
+    else:
+        url = Backend("postgresql", backend.url).fresh_url(workdir)
+    with serving(url, workdir) as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def private_live_server(
+    backend: Backend, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """Like live_server, on a database no other test writes to (the browser tests sign up
+    with the spec's own example account, which the README walkthrough also uses)."""
+    workdir = tmp_path_factory.mktemp(f"private-live-{backend.name}")
+    if backend.template is not None:
+        shutil.copyfile(backend.template, workdir / "taskapi.db")
+        url = f"sqlite:///{workdir / 'taskapi.db'}"
+    else:
+        url = request.getfixturevalue("create_postgres_database")()
+        migrate.upgrade(base_settings(url))
+    with serving(url, workdir) as base:
+        yield base

@@ -19,7 +19,7 @@ def test_unknown_route_is_a_problem_404(api):
     assert_problem(api.client.get("/api/v2/tasks"), 404)
 
 
-@pytest.mark.parametrize("path", ["/admin", "/debug", "/.env", "/docs", "/redoc", "/metrics"])
+@pytest.mark.parametrize("path", ["/admin", "/debug", "/.env", "/docs", "/swagger", "/metrics"])
 def test_nothing_undocumented_is_served(api, path):
     assert_problem(api.client.get(path), 404)
 

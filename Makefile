@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 NPM_INSTALLED := node_modules/.installed
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test lint fmt migrate contract spec client install clean
+.PHONY: run test lint fmt migrate contract spec client bench install clean
 
 run: $(INSTALLED)
 	$(BIN)/taskapi serve
@@ -41,6 +41,15 @@ spec: $(NPM_INSTALLED)
 client: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/openapi-python-client generate \
 		--path openapi/openapi.yaml --meta setup --output-path build/client --overwrite
+
+# Timings under wrk on PostgreSQL, not part of `make test`: tests/bench/run.py, options in
+# BENCH_ARGS (make bench BENCH_ARGS='--scenarios list,get'). wrk comes from apt when we are root.
+bench: $(INSTALLED)
+	@command -v wrk >/dev/null \
+		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+			&& { apt-get install -y -q wrk || { apt-get update -q && apt-get install -y -q wrk; }; }; } \
+		|| { echo "make bench needs wrk: apt-get install wrk (Debian, Ubuntu) or brew install wrk"; exit 1; }
+	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 
 install: $(INSTALLED)
 

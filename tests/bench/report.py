@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+
+def percentile(values: Sequence[float], share: float) -> float | None:
+    """The nearest-rank percentile (share 0.5 = p50); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(math.ceil(share * len(ordered)) - 1, 0)]
+
+
+def latency_summary(values_ms: Sequence[float]) -> dict[str, Any]:
+    return {
+        "count": len(values_ms),
+        "p50_ms": percentile(values_ms, 0.50),
+        "p99_ms": percentile(values_ms, 0.99),
+        "max_ms": max(values_ms) if values_ms else None,
+    }
 
 
 def _cell(value: Any) -> str:
@@ -67,11 +85,63 @@ def load_table(results: Sequence[dict[str, Any]]) -> str:
     return markdown_table(headers, rows)
 
 
+def deep_table(deep: dict[str, Any]) -> str:
+    headers = (
+        "sort",
+        "page 1 p50 ms",
+        "page 1 p99 ms",
+        f"page {deep['middle_page']} p50 ms",
+        "cursor p50 ms",
+        "cursor p99 ms",
+        "errors",
+    )
+    rows = [
+        (
+            row["sort"],
+            row["first_page"]["p50_ms"],
+            row["first_page"]["p99_ms"],
+            row["middle_page"]["p50_ms"],
+            row["cursor_pages"]["p50_ms"],
+            row["cursor_pages"]["p99_ms"],
+            row["errors"],
+        )
+        for row in deep["sorts"]
+    ]
+    return markdown_table(headers, rows)
+
+
+def flood_tables(flood: dict[str, Any]) -> str:
+    probe_rows = [
+        (f"{path} ({phase})", s["count"], s["p50_ms"], s["p99_ms"], s["max_ms"], s["errors"])
+        for phase in ("quiet", "flood")
+        for path, s in flood["probes"][phase].items()
+    ]
+    probes = markdown_table(
+        ("request", "count", "p50 ms", "p99 ms", "max ms", "errors"), probe_rows
+    )
+    logins = flood["logins"]
+    statuses = logins["by_status"]
+    login_row = [
+        logins["sent"],
+        *(statuses[k] for k in statuses),
+        logins["latency"]["p50_ms"],
+        logins["latency"]["max_ms"],
+    ]
+    answers = markdown_table(("logins sent", *statuses, "p50 ms", "max ms"), [login_row])
+    return f"{probes}\n\n{answers}"
+
+
 def sections(results: dict[str, Any]) -> list[tuple[str, str]]:
     """(title, table) for each part of the run that produced results."""
     found = []
     if results.get("load"):
         found.append(("Load (wrk)", load_table(results["load"])))
+    if results.get("login_flood"):
+        rate = results["login_flood"]["rate_per_s"]
+        found.append((f"Login flood ({rate:g} logins/s)", flood_tables(results["login_flood"])))
+    if results.get("deep"):
+        rows = results["deep"]["rows"]
+        found.append((f"Deep listing ({rows:,} tasks, one worker)", deep_table(results["deep"])))
     return found
 
 

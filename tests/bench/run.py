@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from tests.bench import client, load, postgres, report, target
+from tests.bench import client, deep, flood, load, postgres, report, target
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORTS = ROOT / "reports" / "bench"
@@ -37,7 +37,8 @@ DEFAULT_CMD = (
     f'exec {shlex.quote(str(TASKAPI))} serve --host 127.0.0.1 --port "$SERVER_PORT" '
     '--workers "$WORKERS" --no-access-log'
 )
-ALL_SCENARIOS = load.SCENARIOS
+EXTRA_SCENARIOS = ("login-flood", "deep")
+ALL_SCENARIOS = (*load.SCENARIOS, *EXTRA_SCENARIOS)
 BUSY_WARNING_PERCENT = 10.0
 
 
@@ -78,7 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--scenarios",
         type=scenario_list,
         default=",".join(load.SCENARIOS),
-        help=f"comma-separated, from {', '.join(ALL_SCENARIOS)}",
+        help=f"comma-separated, from {', '.join(ALL_SCENARIOS)} "
+        "(login-flood and deep run only when named)",
     )
     add("--duration", type=positive, default=10, help="measured seconds per scenario")
     add(
@@ -90,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--connections", type=positive, default=32, help="wrk connections")
     add("--threads", type=positive, default=2, help="wrk threads")
     add("--tasks", type=positive, default=1000, help="tasks seeded per user")
-    add("--workers", type=positive, default=2, help="server processes")
+    add("--workers", type=positive, default=2, help="server processes (deep always uses 1)")
     add(
         "--cmd",
         default=DEFAULT_CMD,
@@ -98,6 +100,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "$DATABASE_URL, $DB_HOST... are set); `exec` it so that it leads its session",
     )
     add("--setup", default=DEFAULT_SETUP, help="run on the fresh database before the server starts")
+    add("--deep-rows", type=positive, default=1_000_000, help="tasks the deep scenario inserts")
+    add("--deep-samples", type=positive, default=50, help="requests per page kind and sort")
+    add("--login-rate", type=float, default=20.0, help="login attempts per second (login-flood)")
     args = parser.parse_args(argv)
     if args.connections < args.threads:
         parser.error("--connections must be at least --threads (wrk needs a connection per thread)")
@@ -141,7 +146,7 @@ def served(
 
 
 def run_main_scenarios(args: argparse.Namespace, server_url: str, workdir: Path) -> dict[str, Any]:
-    """The wrk scenarios, on one server with --workers processes."""
+    """The wrk scenarios and login-flood, on one server with --workers processes."""
     results: dict[str, Any] = {}
     with served(args, server_url, "main", workdir, workers=args.workers) as (server, database_url):
         say(f"seeding: 2 users, {args.tasks:,} tasks each")
@@ -156,7 +161,22 @@ def run_main_scenarios(args: argparse.Namespace, server_url: str, workdir: Path)
             )
             print(f"   {load.headline(result)}", flush=True)
             results["load"].append(result)
+        if "login-flood" in args.scenarios:
+            rate = f"{args.login_rate:g} logins/s"
+            say(f"login-flood: {args.duration} s quiet, then {args.duration} s at {rate}")
+            results["login_flood"] = flood.run(
+                server.base_url, seeded.a, rate=args.login_rate, seconds=args.duration
+            )
     return results
+
+
+def run_deep(args: argparse.Namespace, server_url: str, workdir: Path) -> dict[str, Any]:
+    # One worker: the latencies are of one process serving one request at a time.
+    with served(args, server_url, "deep", workdir, workers=1) as (server, database_url):
+        say(f"deep: {args.deep_rows:,} tasks, {args.deep_samples} samples per page kind and sort")
+        return deep.run(
+            server.base_url, database_url, rows=args.deep_rows, samples=args.deep_samples
+        )
 
 
 def say(message: str) -> None:
@@ -194,7 +214,8 @@ def describe_setup(args: argparse.Namespace, pg_version: str, busy_before: float
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    load.wrk_path()  # fail before any setup when wrk is missing
+    if any(s in load.SCENARIOS for s in args.scenarios):
+        load.wrk_path()  # fail before any setup when wrk is missing
     # A SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the server and cluster are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     busy = target.machine_busy_percent()
@@ -211,7 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with postgres.server(target.free_port(), raw) as server_url:
         pg_version = postgres.server_version(server_url)
-        results |= run_main_scenarios(args, server_url, raw)
+        if set(args.scenarios) - {"deep"}:
+            results |= run_main_scenarios(args, server_url, raw)
+        if "deep" in args.scenarios:
+            results["deep"] = run_deep(args, server_url, raw)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     tables = report.write(out, describe_setup(args, pg_version, busy), results)
     print(f"\n{tables}\n\nwritten to {out.relative_to(ROOT)}/results.md and results.json")

@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 NPM_INSTALLED := node_modules/.installed
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test lint fmt migrate contract spec examples compat client browser install clean
+.PHONY: run test lint fmt migrate contract spec examples compat client browser bench install clean
 
 run: $(INSTALLED)
 	$(BIN)/taskapi serve
@@ -69,6 +69,15 @@ browser: $(NPM_INSTALLED)
 	else \
 		echo "browser: no $(CHROMIUM) and no apt-get; tests/test_browser.py will skip"; \
 	fi
+
+# Timings under wrk on PostgreSQL, not part of `make test`: tests/bench/run.py, options in
+# BENCH_ARGS (make bench BENCH_ARGS='--scenarios list,get'). wrk comes from apt when we are root.
+bench: $(INSTALLED)
+	@command -v wrk >/dev/null \
+		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+			&& { apt-get install -y -q wrk || { apt-get update -q && apt-get install -y -q wrk; }; }; } \
+		|| { echo "make bench needs wrk: apt-get install wrk (Debian, Ubuntu) or brew install wrk"; exit 1; }
+	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 
 install: $(INSTALLED)
 

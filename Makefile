@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 NPM_INSTALLED := node_modules/.installed
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test lint fmt migrate contract spec client install clean
+.PHONY: run test lint fmt migrate contract spec client deploy-check install clean
 
 run: $(INSTALLED)
 	$(BIN)/taskapi serve
@@ -41,6 +41,18 @@ spec: $(NPM_INSTALLED)
 client: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/openapi-python-client generate \
 		--path openapi/openapi.yaml --meta setup --output-path build/client --overwrite
+
+# The Dockerfile (hadolint), the compose file (the Compose Specification) and the Kubernetes
+# manifests (rendered by kustomize, validated strictly against K8S_VERSION), all offline.
+K8S_VERSION := 1.31.0
+deploy-check: $(INSTALLED)
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	@mkdir -p build/k8s
+	$(BIN)/kubectl kustomize deploy/k8s/base > build/k8s/base.yaml
+	$(BIN)/kubectl kustomize deploy/k8s/overlays/production > build/k8s/production.yaml
+	$(BIN)/kubernetes-validate --strict --kubernetes-version $(K8S_VERSION) \
+		build/k8s/base.yaml build/k8s/production.yaml deploy/k8s/secret.example.yaml
 
 install: $(INSTALLED)
 

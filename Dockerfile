@@ -1,5 +1,11 @@
 # syntax=docker/dockerfile:1
-# TaskAPI: build a wheel (which bundles the spec and the migrations), install it in a slim image.
+# TaskAPI in two stages: build a wheel (which bundles the spec and the migrations) and install
+# it with its dependencies into a virtual environment; then copy only that environment into a
+# slim runtime image, without the wheels, pip's cache or the build context.
+#
+#   docker build -t taskapi .
+#   docker run --rm -e DATABASE_URL=... -e JWT_SECRET=... taskapi taskapi db upgrade
+#   docker run --stop-timeout 30 -p 8080:8080 -e DATABASE_URL=... -e JWT_SECRET=... taskapi
 
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -7,26 +13,44 @@ COPY pyproject.toml README.md ./
 COPY openapi/ openapi/
 COPY migrations/ migrations/
 COPY taskapi/ taskapi/
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# Every dependency ships manylinux wheels: nothing is compiled, so no compiler is installed.
+# The venv gets no pip of its own; pip compiles the bytecode, so a read-only root needs none.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
+    && python -m venv --without-pip /opt/taskapi \
+    && pip --python /opt/taskapi/bin/python install --no-cache-dir --no-index /wheels/*.whl
 
 FROM python:3.11-slim
-# DB_MAX_IDLE_CONNS: each worker serves up to 10 requests at once; with fewer idle connections
-# than that, the pool closes and reopens PostgreSQL connections under load (seed default: 5).
-ENV PYTHONDONTWRITEBYTECODE=1 \
+# A numeric user and group, so Kubernetes' runAsNonRoot can check them without /etc/passwd;
+# the entry still exists for libraries that look the user up. /app is its home and workdir.
+RUN groupadd --system --gid 10001 taskapi \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /app --create-home taskapi
+COPY --from=build /opt/taskapi /opt/taskapi
+# DB_MAX_OPEN_CONNS / DB_MAX_IDLE_CONNS: a worker runs at most 10 requests at once (its WSGI
+# thread pool), so it never needs more than 10 connections; keeping all 10 when idle stops the
+# pool from closing and reopening PostgreSQL connections under load (seed defaults: 25 and 5).
+# docs/deploying.md works out the connection budget from these.
+ENV PATH=/opt/taskapi/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TASKAPI_ENV=production \
-    SERVER_HOST=0.0.0.0 \
     SERVER_PORT=8080 \
+    METRICS_PORT=9464 \
+    DB_MAX_OPEN_CONNS=10 \
     DB_MAX_IDLE_CONNS=10
-RUN useradd --system --uid 10001 --home-dir /app --create-home taskapi
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
-USER taskapi
+USER 10001:10001
 WORKDIR /app
-EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=2)"]
-# uvicorn drains in-flight requests on SIGTERM for up to 20 s; Docker waits 10 s by default,
-# so run with --stop-timeout 25 (compose: stop_grace_period) to let it finish.
-CMD ["taskapi", "serve", "--no-access-log"]
+# 8080: the API. 9464: Prometheus /metrics, a listener of its own so it is never public.
+EXPOSE 8080 9464
+# Docker's health status means "ready for traffic": /ready answers 503 while PostgreSQL (or
+# Redis) is down and while the process drains after SIGTERM. Compose waits on it. Liveness is
+# /health, which never touches the database: orchestrators that restart containers (the
+# Kubernetes livenessProbe) use that, so a database outage does not restart every replica.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import http.client as h, os; c = h.HTTPConnection('127.0.0.1', int(os.environ.get('SERVER_PORT', '8080')), timeout=2); c.request('GET', '/ready'); raise SystemExit(c.getresponse().status != 200)"]
+# On SIGTERM taskapi serve keeps serving for SHUTDOWN_DRAIN_SECONDS (production: 5) with
+# /ready at 503, then gives in-flight requests SHUTDOWN_GRACE_SECONDS (20) to finish. Docker
+# waits only 10 s before SIGKILL: stop with --stop-timeout 30 (compose: stop_grace_period).
+# taskapi serve handles the signal itself as PID 1 and reaps its own worker processes.
+STOPSIGNAL SIGTERM
+# Workers: WEB_CONCURRENCY. Migrations from the same image: `taskapi db upgrade`.
+CMD ["taskapi", "serve"]

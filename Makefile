@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 NPM_INSTALLED := node_modules/.installed
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test lint fmt migrate contract spec examples compat client browser bench install clean
+.PHONY: run test lint fmt migrate contract spec examples compat client browser bench deploy-check install clean
 
 run: $(INSTALLED)
 	$(BIN)/taskapi serve
@@ -78,6 +78,18 @@ bench: $(INSTALLED)
 			&& { apt-get install -y -q wrk || { apt-get update -q && apt-get install -y -q wrk; }; }; } \
 		|| { echo "make bench needs wrk: apt-get install wrk (Debian, Ubuntu) or brew install wrk"; exit 1; }
 	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
+
+# The Dockerfile (hadolint), the compose file (the Compose Specification) and the Kubernetes
+# manifests (rendered by kustomize, validated strictly against K8S_VERSION), all offline.
+K8S_VERSION := 1.31.0
+deploy-check: $(INSTALLED)
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	@mkdir -p build/k8s
+	$(BIN)/kubectl kustomize deploy/k8s/base > build/k8s/base.yaml
+	$(BIN)/kubectl kustomize deploy/k8s/overlays/production > build/k8s/production.yaml
+	$(BIN)/kubernetes-validate --strict --kubernetes-version $(K8S_VERSION) \
+		build/k8s/base.yaml build/k8s/production.yaml deploy/k8s/secret.example.yaml
 
 install: $(INSTALLED)
 

@@ -1,17 +1,38 @@
-"""create_app(): the one place where TaskAPI is wired together."""
+"""create_app(): the one place where TaskAPI is wired together.
+
+A request passes, outermost first:
+  RequestMiddleware (request id, access log, metrics)
+  [ProxyHeadersMiddleware: the client address, when TRUSTED_PROXIES is set]
+  Connexion's ServerError
+    HeadAsGet, SecurityHeaders, CORS        (they see error responses too)
+  Connexion's Exception (every error becomes a problem response)
+    BodyLimit (413, 408), Docs (/openapi.*, /ui/, /redoc)
+  Connexion's SwaggerUI, ExactRouting
+    Services (for bearer_info)
+  Connexion's Security (bearerAuth: the JWT and the account behind it)
+    RateLimit (per IP, user, email)
+  Connexion's RequestValidation, ResponseValidation, Lifespan
+    RoutedOnly (404 for anything no operation matched), Admission (bcrypt slots)
+  Connexion's Context, then the WSGIBridge and Flask: the handler in api/<tag>.py.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from connexion.datastructures import MediaTypeDict
 from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
 from connexion.middleware.routing import RoutingMiddleware
 from connexion.options import SwaggerUIOptions
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from taskapi import lifecycle
+from taskapi import metrics as metrics_module
 from taskapi.access_tokens import TokenCodec
+from taskapi.admission import Admission, AdmissionMiddleware, default_slots
 from taskapi.api.caller import ServicesMiddleware
 from taskapi.api.services import EXTENSION_KEY, Services
 from taskapi.config import Settings
@@ -19,23 +40,44 @@ from taskapi.db import Database
 from taskapi.docs import DocsMiddleware
 from taskapi.errors import register_error_handlers
 from taskapi.flask_app import FlaskApp
+from taskapi.metrics import Metrics
 from taskapi.middleware import (
     BodyLimitMiddleware,
     CORSMiddleware,
     HeadAsGetMiddleware,
     SecurityHeadersMiddleware,
 )
+from taskapi.observability import RequestMiddleware
 from taskapi.passwords import PasswordHasher
 from taskapi.policies import runs_on_thread
+from taskapi.ratelimit import RateLimiter, RateLimitMiddleware
+from taskapi.readiness import Readiness
 from taskapi.resources import load_spec
-from taskapi.routing import ExactRoutingMiddleware, RoutedOnlyMiddleware, Routes, TagResolver
+from taskapi.routing import (
+    ExactRoutingMiddleware,
+    RoutedOnlyMiddleware,
+    Routes,
+    TagResolver,
+    spec_operations,
+)
 from taskapi.validation import BodyValidator, ParamValidator
 
 
-def connexion_middlewares() -> list[Any]:
+def middleware_stack(settings: Settings, spec: dict[str, Any], metrics: Metrics) -> list[Any]:
     """Connexion's own stack, with its router replaced by one that answers the spec's paths
-    only. A new list each time: add_middleware inserts into it."""
-    return [
+    only, inside the request middleware. A new list each time: add_middleware inserts into it."""
+    templates = {op_id: path for op_id, (_, path, _) in spec_operations(spec).items()}
+    outer: list[Any] = [
+        partial(
+            RequestMiddleware,
+            metrics=metrics,
+            access_log=settings.access_log,
+            templates=templates,
+        )
+    ]
+    if settings.trusted_proxies:
+        outer.append(partial(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies)))
+    return outer + [
         ExactRoutingMiddleware if m is RoutingMiddleware else m
         for m in ConnexionMiddleware.default_middlewares
     ]
@@ -46,24 +88,47 @@ def create_app(settings: Settings | None = None) -> FlaskApp:
     settings = settings or Settings.from_env()
     spec = load_spec()
     db = Database(settings)
+    metrics = Metrics()
+    metrics.watch_pool(db.engine, "write")
+    metrics.watch_pool(db.read_engine, "read")
     services = Services(
         settings=settings,
         db=db,
         passwords=PasswordHasher(settings.bcrypt_rounds),
         token_codec=TokenCodec(settings.jwt_secret),
+        readiness=Readiness(db, settings.redis_url),
+        metrics=metrics,
+    )
+    limiter = RateLimiter(
+        default=settings.rate_limit_default,
+        auth=settings.rate_limit_auth,
+        auth_email=settings.rate_limit_auth_email,
+        redis_url=settings.redis_url if settings.rate_limit_enabled else "",
+        on_fallback=metrics.rate_limit_fallbacks.inc,
+        on_rejected=lambda budget: metrics.rate_limited.labels(budget).inc(),
+    )
+    admission = Admission(
+        slots=settings.bcrypt_concurrency or default_slots(settings.workers),
+        queue=settings.bcrypt_queue,
+        max_wait=settings.bcrypt_max_wait,
+        on_change=metrics.bcrypt,
+        on_refused=metrics.overloaded.inc,
     )
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
-        yield
-        app.bridge.close()
-        db.dispose()
+        lifecycle.drain_on_sigterm(settings.shutdown_drain)
+        with metrics_module.worker_process():
+            yield
+            app.bridge.close()
+            await limiter.close()
+            services.close()
 
     app = FlaskApp(
         __name__,
         offload=runs_on_thread,
         lifespan=lifespan,
-        middlewares=connexion_middlewares(),
+        middlewares=middleware_stack(settings, spec, metrics),
         # taskapi/docs serves the spec as written and the docs pages instead.
         swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui=False),
     )
@@ -79,7 +144,7 @@ def create_app(settings: Settings | None = None) -> FlaskApp:
         },
     )
     register_error_handlers(app, Routes(spec))
-    # Outermost first: these also see (and decorate) error responses.
+    # Outermost first, within each position.
     app.add_middleware(HeadAsGetMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(SecurityHeadersMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(
@@ -91,10 +156,18 @@ def create_app(settings: Settings | None = None) -> FlaskApp:
         BodyLimitMiddleware,
         position=MiddlewarePosition.BEFORE_SWAGGER,
         max_bytes=settings.max_body_bytes,
+        timeout=settings.body_timeout,
     )
     app.add_middleware(DocsMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER)
     app.add_middleware(
         ServicesMiddleware, position=MiddlewarePosition.BEFORE_SECURITY, services=services
     )
+    if settings.rate_limit_enabled:
+        app.add_middleware(
+            RateLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION, limiter=limiter
+        )
     app.add_middleware(RoutedOnlyMiddleware, position=MiddlewarePosition.BEFORE_CONTEXT)
+    app.add_middleware(
+        AdmissionMiddleware, position=MiddlewarePosition.BEFORE_CONTEXT, admission=admission
+    )
     return app

@@ -14,22 +14,18 @@ from taskapi.resources import load_spec, spec_path
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    from taskapi.server import serve
 
     if settings.is_sqlite:
         # The embedded default needs no setup: bring its schema up to date first.
         migrate.upgrade(settings)
-    uvicorn.run(
-        "taskapi.app:create_app",
-        factory=True,
+    serve(
+        settings,
         host=args.host or settings.host,
         port=args.port or settings.port,
         workers=args.workers or settings.workers,
         reload=args.reload,
-        log_level=settings.log_level,
         access_log=args.access_log,
-        server_header=False,
-        timeout_graceful_shutdown=20,
     )
     return 0
 
@@ -73,7 +69,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="processes (default: WEB_CONCURRENCY, 1)")
     serve.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
     serve.add_argument(
-        "--access-log", action=argparse.BooleanOptionalAction, default=True, help="log requests"
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one log line per request (default: ACCESS_LOG)",
     )
 
     db = commands.add_parser("db", help="database migrations")

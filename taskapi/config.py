@@ -20,6 +20,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from dotenv import dotenv_values
+from limits import parse_many
 
 Environment = Literal["development", "production"]
 LogFormat = Literal["text", "json"]
@@ -273,6 +274,9 @@ class Settings:
             _check_bounds(declared, value)
         if self.env == "production" and self.bcrypt_rounds < 12:
             raise ConfigError("BCRYPT_ROUNDS below 12 is for tests only, not production")
+        for declared, value in _declared_values(self):
+            if declared.env.startswith("RATE_LIMIT_") and isinstance(value, str):
+                _check_rate_limits(declared.env, value)
         if self.db_max_idle_conns > self.db_max_open_conns:
             raise ConfigError("DB_MAX_IDLE_CONNS must be at most DB_MAX_OPEN_CONNS")
 
@@ -359,6 +363,15 @@ def _check_bounds(declared: Declaration, value: Any) -> None:
         raise ConfigError(f"{declared.env} must be at least {declared.minimum:g}, got {value}")
     if declared.maximum is not None and value > declared.maximum:
         raise ConfigError(f"{declared.env} must be at most {declared.maximum:g}, got {value}")
+
+
+def _check_rate_limits(env: str, text: str) -> None:
+    try:
+        parse_many(text) if text.strip() else None
+    except ValueError:
+        raise ConfigError(
+            f"{env} must be limits like '10/minute' or '600/minute;20/second', got {text!r}"
+        ) from None
 
 
 def _parse(declared: Declaration, raw: str, kind: Any) -> Any:

@@ -37,6 +37,8 @@ class DomainError(Exception):
         self.detail = detail or self.message
         super().__init__(self.detail)
         self.headers = dict(headers or {})
+        # More members of the problem body (RFC 9457 extensions), beside `errors`.
+        self.extra: dict[str, Any] = {}
 
     @property
     def status(self) -> int:
@@ -166,9 +168,9 @@ def register_error_handlers(app: Any, routes: Routes) -> None:
         return respond(request, problem, detail, headers)
 
     def on_domain_error(request: ConnexionRequest, exc: DomainError) -> ConnexionResponse:
-        extra = None
+        extra = dict(exc.extra)
         if isinstance(exc, InvalidInput):
-            extra = {"errors": [{"field": exc.field, "message": exc.rule}]}
+            extra["errors"] = [{"field": exc.field, "message": exc.rule}]
         return respond(request, exc.problem, exc.detail, exc.headers, extra=extra)
 
     def on_bad_encoding(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:

@@ -46,6 +46,8 @@ PROBE = Policy(rate_limit="none")
 
 POLICIES: dict[str, Policy] = {
     "getHealth": PROBE,
+    "getReadiness": Policy(on_thread=True, rate_limit="none"),
+    "getProblemType": PROBE,
     "register": Policy(on_thread=True, bcrypt=True, rate_limit="auth", per_email=True),
     "login": Policy(on_thread=True, bcrypt=True, rate_limit="auth", per_email=True),
     "refreshToken": Policy(rate_limit="auth"),

@@ -33,6 +33,7 @@ from taskapi.config import Settings
 DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 PASSWORD = "password123"
+GENEROUS_LIMIT = "100000/minute"
 
 
 def base_settings(database_url: str) -> Settings:
@@ -40,6 +41,13 @@ def base_settings(database_url: str) -> Settings:
         jwt_secret=JWT_SECRET,
         database_url=database_url,
         bcrypt_rounds=4,
+        # Budgets that a test's burst of logins never exhausts; tests/test_rate_limits.py sets
+        # real ones. The limiter still runs on every request.
+        rate_limit_auth=GENEROUS_LIMIT,
+        rate_limit_auth_email=GENEROUS_LIMIT,
+        # Cost-4 hashes take a millisecond: races of many registrations queue, not 503.
+        # tests/test_admission.py tests the real queue.
+        bcrypt_queue=100,
         validate_responses=True,
     )
 
@@ -149,7 +157,7 @@ def make_app() -> Iterator[Callable[..., Any]]:
 
     yield make
     for app in apps:
-        app.app.extensions["taskapi"].db.dispose()
+        app.app.extensions["taskapi"].close()
 
 
 @pytest.fixture
@@ -242,6 +250,11 @@ def serving(database_url: str, workdir: Path) -> Iterator[str]:
         "DATABASE_URL": database_url,
         "JWT_SECRET": JWT_SECRET,
         "BCRYPT_ROUNDS": "4",
+        "RATE_LIMIT_AUTH": GENEROUS_LIMIT,
+        "RATE_LIMIT_AUTH_EMAIL": GENEROUS_LIMIT,
+        "BCRYPT_QUEUE": "100",
+        # Short, so the test of a body that never arrives is quick.
+        "REQUEST_BODY_TIMEOUT": "2",
         "VALIDATE_RESPONSES": "true",
         "LOG_LEVEL": "warning",
     }

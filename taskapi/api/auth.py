@@ -36,6 +36,7 @@ def login(body: dict[str, Any]) -> flask.Response:
     # check and give the same answer.
     password_ok = app.passwords.verify(body["password"], user.password_hash if user else None)
     if user is None or not password_ok:
+        app.metrics.login_failures.inc()
         raise InvalidCredentials()
     with app.db.transaction() as s:
         refresh_token = refresh_tokens.issue(s, user_id=user.id, ttl=app.settings.refresh_token_ttl)

@@ -1,15 +1,33 @@
-"""Liveness: answers without touching the database."""
+"""Operations tagged `health`: liveness and readiness."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import flask
 
-from taskapi import timestamps
-from taskapi.api.envelope import json_response
+from taskapi import problems, timestamps
+from taskapi.api import services
+from taskapi.api.envelope import json_response, ok
+from taskapi.errors import DomainError
+
+
+class NotReady(DomainError):
+    problem = problems.BY_CODE["not_ready"]
 
 
 def get_health() -> flask.Response:
+    """Liveness: the process answers. Never looks at the database."""
     now = datetime.now(UTC).replace(microsecond=0)
     return json_response({"status": "healthy", "time": timestamps.render(now)})
+
+
+def get_readiness() -> flask.Response:
+    """Readiness: the database (and Redis) answer and the process is not draining."""
+    checks = services.current().readiness.check()
+    if not checks.ready:
+        error = NotReady("not ready: " + ", ".join(checks.failing))
+        error.extra = {"checks": dataclasses.asdict(checks)}
+        raise error
+    return ok({"status": "ready", "checks": dataclasses.asdict(checks)})

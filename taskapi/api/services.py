@@ -9,7 +9,9 @@ import flask
 from taskapi.access_tokens import TokenCodec
 from taskapi.config import Settings
 from taskapi.db import Database
+from taskapi.metrics import Metrics
 from taskapi.passwords import PasswordHasher
+from taskapi.readiness import Readiness
 
 EXTENSION_KEY = "taskapi"
 
@@ -20,6 +22,13 @@ class Services:
     db: Database
     passwords: PasswordHasher
     token_codec: TokenCodec
+    readiness: Readiness
+    metrics: Metrics
+
+    def close(self) -> None:
+        """Release the database pools and the readiness probe's connection."""
+        self.readiness.close()
+        self.db.dispose()
 
 
 def current() -> Services:

@@ -1,0 +1,118 @@
+"""Prometheus metrics, right across uvicorn's worker processes.
+
+With PROMETHEUS_MULTIPROC_DIR set (`taskapi serve` sets it, to a fresh directory, before any
+worker starts), prometheus-client keeps each process's values in files there, and the
+`/metrics` listener on METRICS_PORT (served by `taskapi serve` itself, not by the workers and
+not on the API's port) adds them up. A worker that exits removes its live gauges. Without
+that variable (tests, embedding) the values stay in the app's own registry.
+
+Labels carry operationIds, statuses, pool and budget names: never user data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy import Engine, event
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The metrics one app records."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        gauges = {"registry": self.registry, "multiprocess_mode": "livesum"}
+        self.requests = Counter(
+            "taskapi_requests",
+            "Requests answered, by operationId and status",
+            ["operation", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "taskapi_request_duration_seconds",
+            "Time from the request's arrival to its response, by operationId and status",
+            ["operation", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.pool_in_use = Gauge(
+            "taskapi_db_connections_in_use",
+            "Database connections checked out of the pool",
+            ["pool"],
+            **gauges,  # type: ignore[arg-type]
+        )
+        self.bcrypt_busy = Gauge(
+            "taskapi_bcrypt_busy",
+            "Requests holding a bcrypt slot",
+            **gauges,  # type: ignore[arg-type]
+        )
+        self.bcrypt_waiting = Gauge(
+            "taskapi_bcrypt_queue_depth",
+            "Requests waiting for a bcrypt slot",
+            **gauges,  # type: ignore[arg-type]
+        )
+        self.rate_limited = Counter(
+            "taskapi_rate_limited",
+            "Requests refused with a 429, by budget",
+            ["budget"],
+            registry=self.registry,
+        )
+        self.rate_limit_fallbacks = Counter(
+            "taskapi_rate_limit_store_fallbacks",
+            "Times the rate limiter fell back to per-process budgets as its store failed",
+            registry=self.registry,
+        )
+        self.login_failures = Counter(
+            "taskapi_login_failures",
+            "Logins refused for wrong credentials",
+            registry=self.registry,
+        )
+        self.overloaded = Counter(
+            "taskapi_bcrypt_refused",
+            "Requests refused with a 503 because no bcrypt slot freed up",
+            registry=self.registry,
+        )
+
+    def watch_pool(self, engine: Engine, pool: str) -> None:
+        """Track how many of `engine`'s connections are in use."""
+        gauge = self.pool_in_use.labels(pool)
+        event.listen(engine, "checkout", lambda *_: gauge.inc())
+        event.listen(engine, "checkin", lambda *_: gauge.dec())
+
+    def bcrypt(self, busy: int, waiting: int) -> None:
+        self.bcrypt_busy.set(busy)
+        self.bcrypt_waiting.set(waiting)
+
+    def render(self) -> bytes:
+        """This app's metrics in the Prometheus text format (for tests and embedding)."""
+        return generate_latest(self.registry)
+
+
+def multiprocess_registry() -> CollectorRegistry:
+    """A registry that adds up every process's values from PROMETHEUS_MULTIPROC_DIR."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+@contextmanager
+def worker_process() -> Iterator[None]:
+    """Around a worker's life: on exit its live gauges leave the shared directory."""
+    try:
+        yield
+    finally:
+        if os.environ.get(MULTIPROC_ENV):
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -1,0 +1,211 @@
+"""Rate limits, with the `limits` library: per client IP, per user and per email address.
+
+What each operation counts against is its policy's `rate_limit` (taskapi/policies.py):
+
+- `auth` (register, login, refresh): RATE_LIMIT_AUTH per client IP, and for register and login
+  also RATE_LIMIT_AUTH_EMAIL per email address named in the body, so neither one address nor
+  one target account can be hammered.
+- `default`: RATE_LIMIT_DEFAULT per user on authenticated operations (the vouched `user`, so
+  nobody can spend someone else's budget), per client IP on anonymous ones. Empty: none.
+- `none`: probes and docs.
+
+Budgets live in Redis when REDIS_URL is set, so every worker and replica shares them, and in
+the process otherwise. If Redis fails, the limits fail open to per-process budgets for
+FALLBACK_SECONDS (logged, counted in the metrics) rather than refusing or letting everything
+through: an outage of the limiter's store is neither an outage of the API nor an open door.
+
+Over a limit: 429 with Retry-After. Every response of a limited operation carries
+RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset for its tightest limit
+(draft-ietf-httpapi-ratelimit-headers, the widely deployed header names).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from limits import RateLimitItem, parse_many
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taskapi import problems
+from taskapi.errors import DomainError
+from taskapi.policies import policy_of
+from taskapi.users import normalize_email
+
+log = logging.getLogger("taskapi.ratelimit")
+
+FALLBACK_SECONDS = 30.0
+# Where a request's tightest budget waits, in the scope's extensions, for its response.
+BUDGET_KEY = "taskapi.rate_limit"
+CONTEXT = "connexion_context"
+
+
+def parse_limits(text: str) -> list[RateLimitItem]:
+    """`10/minute;100/hour` as limit items; empty text is no limit. Raises ValueError."""
+    return list(parse_many(text)) if text.strip() else []
+
+
+class RateLimited(DomainError):
+    problem = problems.BY_CODE["rate_limited"]
+    message = "Too many requests; retry later"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The tightest of the limits a request counted against."""
+
+    limit: int
+    remaining: int
+    reset_in: int
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset_in),
+        }
+
+
+class RateLimiter:
+    """Counts requests against budgets in a shared store, or in the process when it fails."""
+
+    def __init__(
+        self,
+        *,
+        default: str,
+        auth: str,
+        auth_email: str,
+        redis_url: str = "",
+        on_fallback: Callable[[], None] = lambda: None,
+        on_rejected: Callable[[str], None] = lambda budget: None,
+    ) -> None:
+        self.default = parse_limits(default)
+        self.auth = parse_limits(auth)
+        self.auth_email = parse_limits(auth_email)
+        self.local = MovingWindowRateLimiter(MemoryStorage())
+        self.shared = self.local
+        self._pool: Any = None
+        if redis_url:
+            import redis.asyncio  # only a deployment with REDIS_URL needs it loaded
+
+            # Our own pool, so that close() can release its connections.
+            self._pool = redis.asyncio.ConnectionPool.from_url(
+                redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+            )
+            storage = RedisStorage(
+                "async+" + redis_url, implementation="redispy", connection_pool=self._pool
+            )
+            self.shared = MovingWindowRateLimiter(storage)
+        self._fallback_until = 0.0
+        self._on_fallback = on_fallback
+        self._on_rejected = on_rejected
+
+    async def count(self, budget: str, items: Sequence[RateLimitItem], key: str) -> Budget:
+        """Count one request against `items` for `key`; raises RateLimited over any of them."""
+        tightest: Budget | None = None
+        for item in items:
+            allowed, reset_at, remaining = await self._hit(item, key)
+            reset_in = max(1, math.ceil(reset_at - time.time()))
+            counted = Budget(item.amount, remaining, reset_in)
+            if tightest is None or counted.remaining < tightest.remaining:
+                tightest = counted
+            if not allowed:
+                self._on_rejected(budget)
+                raise RateLimited(
+                    f"rate limit of {item.amount} per {item.multiples} {item.GRANULARITY.name} "
+                    f"exceeded; retry in {reset_in} seconds",
+                    headers={"Retry-After": str(reset_in), **counted.headers()},
+                )
+        assert tightest is not None  # noqa: S101  # callers pass at least one item
+        return tightest
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.disconnect()
+
+    async def _hit(self, item: RateLimitItem, key: str) -> tuple[bool, float, int]:
+        limiter = self.shared if time.monotonic() >= self._fallback_until else self.local
+        try:
+            allowed = await limiter.hit(item, key)
+            stats = await limiter.get_window_stats(item, key)
+        except Exception as error:
+            if limiter is self.local:
+                raise
+            log.warning(
+                "rate limit store unavailable (%s); per-process limits for %ds",
+                type(error).__name__,
+                FALLBACK_SECONDS,
+            )
+            self._on_fallback()
+            self._fallback_until = time.monotonic() + FALLBACK_SECONDS
+            return await self._hit(item, key)
+        return allowed, stats.reset_time, stats.remaining
+
+
+class RateLimitMiddleware:
+    """Applies each operation's budget (after bearerAuth, so the user is known)."""
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        policy = policy_of(scope) if scope["type"] == "http" else None
+        if policy is None or policy.rate_limit == "none":
+            await self.app(scope, receive, send)
+            return
+        counts: list[tuple[str, Sequence[RateLimitItem], str]] = []
+        client = client_ip(scope)
+        if policy.rate_limit == "auth":
+            counts.append(("auth", self.limiter.auth, f"auth:{client}"))
+            if policy.per_email:
+                receive, email = await _email_in_body(receive)
+                if email:
+                    counts.append(("auth_email", self.limiter.auth_email, f"email:{email}"))
+        elif self.limiter.default:
+            user = scope.get("extensions", {}).get(CONTEXT, {}).get("user")
+            key = f"user:{user}" if user is not None else f"ip:{client}"
+            counts.append(("default", self.limiter.default, key))
+        budgets = [
+            await self.limiter.count(budget, items, key) for budget, items, key in counts if items
+        ]
+        if not budgets:
+            await self.app(scope, receive, send)
+            return
+        # For the response, error or not: RequestMiddleware (outermost) writes the headers.
+        scope["extensions"][BUDGET_KEY] = min(budgets, key=lambda b: b.remaining)
+        await self.app(scope, receive, send)
+
+
+def client_ip(scope: Scope) -> str:
+    """The client's address (with TRUSTED_PROXIES, the one X-Forwarded-For names)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+async def _email_in_body(receive: Receive) -> tuple[Receive, str | None]:
+    """The normalized `email` of a JSON body, and a receive that replays the body."""
+    messages: list[Message] = []
+    more = True
+    while more:
+        message = await receive()
+        messages.append(message)
+        more = message.get("type") == "http.request" and message.get("more_body", False)
+    body = b"".join(m.get("body", b"") for m in messages)
+    email: Any = None
+    # A malformed body is validation's to answer; only the IP budget counts it.
+    with contextlib.suppress(ValueError, AttributeError, RecursionError):
+        email = json.loads(body).get("email")
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay, normalize_email(email) if isinstance(email, str) else None

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from taskapi.policies import POLICIES
 from taskapi.resources import load_spec
 from taskapi.routing import spec_operations
-from tests.conftest import assert_problem
+from tests.conftest import assert_problem, services_of
 
 API = Path(__file__).resolve().parent.parent / "taskapi" / "api"
 
@@ -66,7 +66,7 @@ class Statements:
     """Counts the SQL statements the app sends, on both of its pools."""
 
     def __init__(self, app) -> None:
-        db = app.app.extensions["taskapi"].db
+        db = services_of(app).db
         self.counts: Counter[str] = Counter()
         self.engines = [db.engine, db.read_engine]
         for engine in self.engines:

@@ -290,4 +290,9 @@ def test_batch_is_all_or_nothing_with_errors_by_index(api, auth):
 @pytest.mark.parametrize(("count", "status"), [(0, 400), (100, 201), (101, 400)])
 def test_batch_takes_1_to_100_tasks(api, auth, count, status):
     body = {"tasks": [{"title": f"t{i}"} for i in range(count)]}
-    assert api.client.post("/api/v1/tasks/batch", json=body, headers=auth).status_code == status
+    response = api.client.post("/api/v1/tasks/batch", json=body, headers=auth)
+    assert response.status_code == status
+    created = response.json()["data"] if status == 201 else []
+    assert [t["title"] for t in created] == [f"t{i}" for i in range(len(created))]
+    listed = api.client.get("/api/v1/tasks", headers=auth).json()["meta"]["total_count"]
+    assert listed == len(created)

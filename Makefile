@@ -72,12 +72,21 @@ browser: $(NPM_INSTALLED)
 
 # Timings under wrk on PostgreSQL, not part of `make test`: tests/bench/run.py, options in
 # BENCH_ARGS (make bench BENCH_ARGS='--scenarios list,get'). wrk comes from apt when we are root.
-bench: $(INSTALLED)
+BENCH_VENV := build/bench-venv
+# TaskAPI as a user installs it: the wheel and its runtime dependencies, no dev extras.
+$(BENCH_VENV)/.installed: pyproject.toml openapi/openapi.yaml $(shell find taskapi migrations -name '*.py')
+	rm -rf $(BENCH_VENV) build/bench-wheel
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir build/bench-wheel .
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet build/bench-wheel/*.whl
+	@touch $@
+
+bench: $(INSTALLED) $(BENCH_VENV)/.installed
 	@command -v wrk >/dev/null \
 		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 			&& { apt-get install -y -q wrk || { apt-get update -q && apt-get install -y -q wrk; }; }; } \
 		|| { echo "make bench needs wrk: apt-get install wrk (Debian, Ubuntu) or brew install wrk"; exit 1; }
-	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
+	TASKAPI_BIN=$(BENCH_VENV)/bin/taskapi $(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 
 # The Dockerfile (hadolint), the compose file (the Compose Specification) and the Kubernetes
 # manifests (rendered by kustomize, validated strictly against K8S_VERSION), all offline.

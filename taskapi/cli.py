@@ -8,12 +8,16 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from taskapi import __version__, config, migrate
+from taskapi import __version__, config
 from taskapi.config import ConfigError, Settings
 from taskapi.resources import load_spec, spec_path
 
+# Alembic and the server are imported where they are used: uvicorn's workers import this
+# module again (multiprocessing's spawn re-imports the main module), and a worker needs neither.
+
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from taskapi import migrate
     from taskapi.server import serve
 
     if settings.is_sqlite:
@@ -31,6 +35,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _db(args: argparse.Namespace, settings: Settings) -> int:
+    from taskapi import migrate
+
     # Alembic reports each migration it runs through logging.
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.action == "upgrade":

@@ -60,6 +60,7 @@ POLICIES: dict[str, Policy] = {
     "createTaskBatch": THREAD,
     "listTasks": LOOP,
     "getTask": LOOP,
+    "getTaskStats": LOOP,
     "updateTask": LOOP,
     "patchTask": LOOP,
     "deleteTask": LOOP,

@@ -10,6 +10,7 @@ METRICS_PORT, which adds up every worker's values and is not on the API's port.
 from __future__ import annotations
 
 import logging
+import logging.config
 import os
 import shutil
 import tempfile
@@ -20,6 +21,8 @@ from taskapi.logs import log_config
 from taskapi.metrics import MULTIPROC_ENV
 
 log = logging.getLogger("taskapi.server")
+
+TEST_CLIENT_WARNING = "ignore:Using `httpx` with `starlette.testclient` is deprecated:UserWarning"
 
 
 def serve(
@@ -34,7 +37,13 @@ def serve(
     """Serve the API until SIGTERM or SIGINT (see taskapi/lifecycle.py for the drain)."""
     import uvicorn
 
+    logging.config.dictConfig(log_config(settings))  # for what is logged before uvicorn starts
     os.environ["WEB_CONCURRENCY"] = str(workers)
+    # Connexion imports Starlette's test client as it loads, and Starlette warns on every
+    # worker's start unless httpx2, a test-only package, is installed. Nothing serves with it.
+    os.environ["PYTHONWARNINGS"] = ",".join(
+        filter(None, [os.environ.get("PYTHONWARNINGS"), TEST_CLIENT_WARNING])
+    )
     if access_log is not None:
         os.environ["ACCESS_LOG"] = "true" if access_log else "false"
     metrics_dir, created = _metrics_directory()

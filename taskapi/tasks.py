@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from taskapi.errors import TaskChanged, TaskNotFound
-from taskapi.models import Task, utcnow
+from taskapi.models import TASK_PRIORITIES, TASK_STATUSES, Task, utcnow
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,38 @@ def create_many(s: Session, *, owner_id: int, fields: Sequence[TaskFields]) -> l
     s.add_all(created)
     s.flush()
     return created
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Counts of one owner's tasks."""
+
+    by_status: dict[str, int]
+    by_priority: dict[str, int]
+    overdue: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+
+def stats(s: Session, *, owner_id: int, now: datetime) -> Stats:
+    """Count the owner's tasks by status and priority, and the overdue ones, in one query."""
+    overdue = case((Task.due_date < now, 1), else_=0)
+    rows = s.execute(
+        select(Task.status, Task.priority, func.count(), func.sum(overdue))
+        .where(Task.user_id == owner_id)
+        .group_by(Task.status, Task.priority)
+    )
+    by_status = dict.fromkeys(TASK_STATUSES, 0)
+    by_priority = dict.fromkeys(TASK_PRIORITIES, 0)
+    late = 0
+    for status, priority, count, due in rows:
+        by_status[status] += count
+        by_priority[priority] += count
+        if status != "completed":
+            late += due or 0
+    return Stats(by_status, by_priority, late)
 
 
 def get_owned(s: Session, *, owner_id: int, task_id: int) -> Task:

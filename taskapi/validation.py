@@ -1,10 +1,19 @@
-"""Request validation from the spec, with messages a person can act on.
+"""Request validation from the spec, on Connexion's validators, with messages a person can act on.
 
-Connexion validates every request against openapi.yaml. These validators replace its defaults
-to (1) word errors as `field: rule` (`title: at most 200 characters`) instead of a dump of the
-JSON schema, (2) apply the spec's `default`s to request bodies, (3) reject what the databases
-cannot store (unpaired surrogates) or Python cannot parse (deep nesting) with a 400, and
-(4) compile each schema once instead of on every request.
+Connexion validates every request against openapi.yaml with the validators it ships:
+`DefaultsJSONRequestBodyValidator` (which also fills in the spec's `default`s) for JSON bodies
+and `ParameterValidator` for query, path and header parameters, on its Draft 4 validator that
+knows OpenAPI's `nullable`. On top of them, and only through the hooks they are built for
+(`_parse` and `_validate` of a body validator, `validate_request` of the parameter one):
+
+1. messages name the field and the rule (`title: at most 200 characters`), in `detail` and as
+   a list in `errors`, instead of a dump of the JSON schema;
+2. what the databases cannot store (unpaired surrogates) or Python cannot parse (deep nesting)
+   is a 400, not a 500;
+3. `date-time` values must be RFC 3339 with a time zone and representable in UTC, and `int64`
+   values must fit in 64 bits (Connexion checks neither);
+4. each schema is compiled once, not on every request;
+5. a JSON body sent without a Content-Type (or as merge-patch+json) reaches Flask as JSON.
 """
 
 from __future__ import annotations
@@ -16,10 +25,11 @@ from typing import Any
 import jsonschema
 import rfc3339_validator
 from connexion.exceptions import ProblemException
-from connexion.validators import JSONRequestBodyValidator, ParameterValidator
-from jsonschema import Draft4Validator, FormatChecker, ValidationError
-from starlette.datastructures import MutableHeaders
-from starlette.types import Message, Receive, Scope
+from connexion.json_schema import Draft4RequestValidator
+from connexion.validators import DefaultsJSONRequestBodyValidator, ParameterValidator
+from jsonschema import FormatChecker, ValidationError
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import Receive, Scope
 
 from taskapi import timestamps
 
@@ -50,42 +60,32 @@ FORMAT_MESSAGES = {
     "int64": "is out of range",
 }
 
-
-def _set_defaults(validator: Any, properties: Any, instance: Any, schema: Any) -> Iterator[Any]:
-    if isinstance(instance, dict):
-        for name, subschema in properties.items():
-            if "default" in subschema:
-                instance.setdefault(name, subschema["default"])
-    yield from Draft4Validator.VALIDATORS["properties"](validator, properties, instance, schema)
+# Connexion's request validator (nullable-aware) with Connexion's defaults-setting added...
+_WithDefaults = DefaultsJSONRequestBodyValidator.extend_with_set_default(Draft4RequestValidator)
+_set_defaults = _WithDefaults.VALIDATORS["properties"]
+_check_properties = Draft4RequestValidator.VALIDATORS["properties"]
 
 
-def _allow_null(rule: Any) -> Any:
-    # OpenAPI 3.0 `nullable: true`, which Draft 4 does not know.
-    def check(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[Any]:
-        if instance is None and schema.get("nullable"):
-            return
-        yield from rule(validator, value, instance, schema)
-
-    return check
+def _defaults_on_objects(validator: Any, properties: Any, instance: Any, schema: Any) -> Any:
+    # ...which calls setdefault on whatever the body is, so `null` or `[]` raised
+    # AttributeError (a 500) where the `type` rule should say "must be a JSON object".
+    rule = _set_defaults if isinstance(instance, dict) else _check_properties
+    yield from rule(validator, properties, instance, schema)
 
 
-_RequestValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-    Draft4Validator,
-    {
-        "properties": _set_defaults,
-        "type": _allow_null(Draft4Validator.VALIDATORS["type"]),
-        "enum": _allow_null(Draft4Validator.VALIDATORS["enum"]),
-    },
+RequestValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    _WithDefaults, {"properties": _defaults_on_objects}
 )
 _compiled: dict[int, tuple[Mapping[str, Any], Any]] = {}
 
 
-def _validator_for(schema: Mapping[str, Any]) -> Any:
+def validator_for(schema: Mapping[str, Any]) -> Any:
+    """The compiled validator of `schema`, built on first use."""
     # Connexion hands over the same resolved schema objects on every request, so `id` is a
     # stable key; the cached tuple keeps the schema alive so the id is never reused.
     entry = _compiled.get(id(schema))
     if entry is None:
-        entry = (schema, _RequestValidator(schema, format_checker=FORMAT_CHECKER))
+        entry = (schema, RequestValidator(schema, format_checker=FORMAT_CHECKER))
         _compiled[id(schema)] = entry
     return entry[1]
 
@@ -166,33 +166,38 @@ def bad_request(errors: list[tuple[str, str]]) -> ProblemException:
     return ProblemException(status=400, title="Bad Request", detail=detail, ext=ext)
 
 
-class BodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
-    """Validates JSON bodies, fills in the spec's defaults, and passes the result on."""
+class BodyValidator(DefaultsJSONRequestBodyValidator):  # type: ignore[misc]
+    """Connexion's JSON body validator (defaults included), with our parsing and messages."""
+
+    def __init__(
+        self, *, schema: dict[str, Any], required: bool = False, encoding: str, **kwargs: Any
+    ) -> None:
+        super().__init__(schema=schema, required=required, encoding=encoding, **kwargs)
+        self.schema = schema
+        self.required = required
+        self.encoding = encoding
 
     async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
-        raw = b"".join([chunk async for chunk in _stream(receive)])
-        body = self._parse_bytes(raw)
-        self._check(body)
-        encoded = json.dumps(body, separators=(",", ":")).encode()
-
-        new_scope = dict(scope)
-        headers = MutableHeaders(raw=list(scope["headers"]))
+        if self.required and not int(Headers(scope=scope).get("content-length") or 0):
+            # Connexion's own answer here is "RequestBody is required"; ours names the field.
+            raise bad_request([("request body", "is required")])
+        receive, scope = await super().wrap_receive(receive, scope=scope)
         # Whatever it arrived as (no Content-Type, or merge-patch+json), the body was just
         # validated as JSON and goes on to Flask as plain JSON.
+        scope = dict(scope)
+        headers = MutableHeaders(raw=list(scope["headers"]))
         headers["content-type"] = "application/json"
-        headers["content-length"] = str(len(encoded))
-        new_scope["headers"] = headers.raw
-        return self._insert_messages(
-            receive, messages=[{"type": "http.request", "body": encoded, "more_body": False}]
-        ), new_scope
+        scope["headers"] = headers.raw
+        return receive, scope
 
-    def _parse_bytes(self, raw: bytes) -> Any:
+    async def _parse(self, stream: AsyncIterator[bytes], scope: Scope) -> Any:
+        raw = b"".join([chunk async for chunk in stream])
         if not raw.strip():
-            if self._required:
+            if self.required:
                 raise bad_request([("request body", "is required")])
-            return self._schema.get("default", {})
+            return self.schema.get("default", {})
         try:
-            return json.loads(raw.decode(self._encoding))
+            return json.loads(raw.decode(self.encoding))
         except UnicodeDecodeError:
             raise bad_request([("request body", "is not valid UTF-8")]) from None
         except RecursionError:
@@ -200,23 +205,15 @@ class BodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
         except ValueError as exc:
             raise bad_request([("request body", f"is not valid JSON ({exc})")]) from None
 
-    def _check(self, body: Any) -> None:
+    def _validate(self, body: Any) -> None:
         bad_strings = [
             (field, "must not contain unpaired surrogates") for field in unencodable_strings(body)
         ]
         if bad_strings:
             raise bad_request(bad_strings)
-        errors = [describe(e) for e in _validator_for(self._schema).iter_errors(body)]
+        errors = [describe(e) for e in validator_for(self.schema).iter_errors(body)]
         if errors:
             raise bad_request(errors)
-
-
-async def _stream(receive: Receive) -> AsyncIterator[bytes]:
-    more = True
-    while more:
-        message: Message = await receive()
-        more = message.get("more_body", False)
-        yield message.get("body", b"")
 
 
 class ParamValidator(ParameterValidator):  # type: ignore[misc]
@@ -247,5 +244,5 @@ def _param_error(param: Mapping[str, Any], value: Any) -> tuple[str, str] | None
     name = param["name"]
     if value is None:
         return (name, "is required") if param.get("required") else None
-    error = next(iter(_validator_for(param["schema"]).iter_errors(value)), None)
+    error = next(iter(validator_for(param["schema"]).iter_errors(value)), None)
     return None if error is None else describe(error, root=name)

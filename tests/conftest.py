@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from taskapi import migrate
+from taskapi.api.services import EXTENSION_KEY, Services
 from taskapi.app import create_app
 from taskapi.config import Settings
 
@@ -145,6 +146,12 @@ def settings(database_url: str) -> Settings:
     return base_settings(database_url)
 
 
+def services_of(app: Any) -> Services:
+    """What an app built by create_app runs on: its settings, database, metrics..."""
+    services: Services = app.app.extensions[EXTENSION_KEY]
+    return services
+
+
 @pytest.fixture
 def make_app() -> Iterator[Callable[..., Any]]:
     """create_app with settings overrides; every app's engine is disposed afterwards."""
@@ -157,12 +164,17 @@ def make_app() -> Iterator[Callable[..., Any]]:
 
     yield make
     for app in apps:
-        app.app.extensions["taskapi"].close()
+        services_of(app).close()
 
 
 @pytest.fixture
 def app(make_app: Callable[..., Any], settings: Settings) -> Any:
     return make_app(settings)
+
+
+@pytest.fixture
+def services(app: Any) -> Services:
+    return services_of(app)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import bcrypt
 import pytest
 
 from taskapi.admission import Admission, Overloaded, available_cores, default_slots
-from tests.conftest import PASSWORD, assert_problem
+from tests.conftest import PASSWORD, assert_problem, services_of
 
 
 def test_free_slots_are_taken_at_once_and_a_freed_one_goes_to_the_first_waiter():
@@ -70,7 +70,7 @@ def test_logins_beyond_the_slots_are_503_before_any_hashing(make_app, settings, 
     with app.test_client() as client:
         body = {"email": "slow@example.com", "password": PASSWORD, "name": "Slow"}
         assert client.post("/api/v1/auth/register", json=body).status_code == 201
-        with app.app.extensions["taskapi"].db.transaction() as s:
+        with services_of(app).db.transaction() as s:
             from taskapi.models import User
 
             s.get(User, 1).password_hash = hashed  # make its check cost 12
@@ -88,5 +88,5 @@ def test_logins_beyond_the_slots_are_503_before_any_hashing(make_app, settings, 
         assert_problem(response, 503, "overloaded")
         assert response.headers["retry-after"] == "1"
     assert len(checks) == statuses.count(200)  # the refused ones never reached bcrypt
-    metrics = app.app.extensions["taskapi"].metrics.render().decode()
+    metrics = services_of(app).metrics.render().decode()
     assert f"taskapi_bcrypt_refused_total {float(len(refused))}" in metrics

@@ -142,8 +142,12 @@ def test_each_app_has_its_own_database(make_app, tmp_path):
         migrate.upgrade(settings)
         clients.append(make_app(settings).test_client())
     body = {"email": "jane@example.com", "password": "password123", "name": "Jane"}
-    assert clients[0].post("/api/v1/auth/register", json=body).status_code == 201
-    assert clients[1].post("/api/v1/auth/register", json=body).status_code == 201
+    # The same email registers in each: neither database sees the other's accounts.
+    ids = [
+        client.post("/api/v1/auth/register", json=body).json()["data"]["id"] for client in clients
+    ]
+    assert ids == [1, 1]
+    assert clients[1].post("/api/v1/auth/login", json=body).json()["data"]["user"]["id"] == 1
 
 
 def test_cli_prints_the_spec(capsys):

@@ -84,7 +84,8 @@ def test_password_over_72_bytes_is_a_clear_400_not_a_500(api):
 def test_password_of_exactly_72_bytes_works(api):
     password = "€" * 24  # 72 bytes
     email = api.register(password=password).json()["data"]["email"]
-    assert api.login(email, password).status_code == 200
+    assert api.login(email, password).json()["data"]["user"]["email"] == email
+    assert api.login(email, "€" * 23 + "e").status_code == 401  # every byte counts
 
 
 def test_login_returns_a_token_and_the_user(api):

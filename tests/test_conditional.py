@@ -6,6 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.conftest import assert_problem
+
 
 def get(api, auth, task_id, **headers):
     return api.client.get(f"/api/v1/tasks/{task_id}", headers={**auth, **headers})
@@ -55,11 +57,12 @@ def test_another_users_task_is_404_even_with_its_etag(api, auth):
     owner = api.user()
     task = api.create_task(owner)
     tag = get(api, owner, task["id"]).headers["etag"]
-    assert get(api, auth, task["id"], **{"If-None-Match": tag}).status_code == 404
+    assert_problem(get(api, auth, task["id"], **{"If-None-Match": tag}), 404, "task_not_found")
     write = api.client.put(
         f"/api/v1/tasks/{task['id']}", json={"title": "x"}, headers={**auth, "If-Match": tag}
     )
-    assert write.status_code == 404
+    assert_problem(write, 404, "task_not_found")
+    assert get(api, owner, task["id"]).json()["data"]["title"] == task["title"]
 
 
 @pytest.mark.parametrize("method", ["put", "patch", "delete"])
@@ -90,6 +93,12 @@ def test_a_current_if_match_lets_the_write_through(api, auth, method):
         headers={**auth, "If-Match": tag},
     )
     assert response.status_code == 200
+    after = get(api, auth, task["id"])
+    if method == "delete":
+        assert after.status_code == 404
+    else:
+        assert after.json()["data"]["title"] == "mine"
+        assert after.headers["etag"] != tag
 
 
 @pytest.mark.parametrize(
@@ -106,24 +115,22 @@ def test_if_match_forms(api, auth, if_match, status):
         headers={**auth, "If-Match": if_match.format(tag=tag)},
     )
     assert response.status_code == status
+    stored = get(api, auth, task["id"]).json()["data"]["title"]
+    assert stored == ("x" if status == 200 else task["title"])  # a 412 writes nothing
 
 
 def test_if_match_on_a_missing_task_is_404(api, auth):
     response = api.client.put(
         "/api/v1/tasks/424242", json={"title": "x"}, headers={**auth, "If-Match": "*"}
     )
-    assert response.status_code == 404
+    assert_problem(response, 404, "task_not_found")
 
 
 def test_without_if_match_writes_are_unconditional_as_in_the_seed(api, auth):
     task = api.create_task(auth)
     api.client.put(f"/api/v1/tasks/{task['id']}", json={"title": "one"}, headers=auth)
-    assert (
-        api.client.put(
-            f"/api/v1/tasks/{task['id']}", json={"title": "two"}, headers=auth
-        ).status_code
-        == 200
-    )
+    second = api.client.put(f"/api/v1/tasks/{task['id']}", json={"title": "two"}, headers=auth)
+    assert second.json()["data"]["title"] == "two"
 
 
 def test_two_writers_with_the_same_etag_one_wins(api, auth):

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from taskapi.docs import DOCS_CSP
 from taskapi.middleware import API_CSP
 from taskapi.resources import load_spec, spec_path
+from tests.conftest import assert_problem
 from tests.test_spec import spec_operations
 
 
@@ -123,4 +124,4 @@ def test_docs_answer_only_get_and_head(client, path):
 
 @pytest.mark.parametrize("path", ["/ui/swagger-ui.js", "/ui/../pyproject.toml", "/openapi.yml"])
 def test_nothing_else_is_served_under_the_docs(client, path):
-    assert client.get(path).status_code == 404
+    assert_problem(client.get(path), 404, "not_found")

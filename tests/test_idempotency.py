@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import services_of
+
 
 def post(api, auth, body, key, path="/api/v1/tasks"):
     return api.client.post(path, json=body, headers={**auth, "Idempotency-Key": key})
@@ -65,7 +67,10 @@ def test_keys_belong_to_one_operation(api, auth):
 
 def test_an_invalid_request_does_not_use_up_the_key(api, auth):
     assert post(api, auth, {"title": ""}, "key-1").status_code == 400
-    assert post(api, auth, {"title": "fixed"}, "key-1").status_code == 201
+    created = post(api, auth, {"title": "fixed"}, "key-1")
+    assert created.status_code == 201
+    assert "idempotent-replayed" not in created.headers
+    assert created.json()["data"]["title"] == "fixed"
 
 
 def test_a_failed_request_releases_the_key(api, auth, monkeypatch):
@@ -87,7 +92,7 @@ def test_a_failed_request_releases_the_key(api, auth, monkeypatch):
 
 def test_a_request_still_in_flight_is_409(api, app, auth):
     post(api, auth, {"title": "x"}, "key-1")
-    engine = app.app.extensions["taskapi"].db.engine
+    engine = services_of(app).db.engine
     with engine.begin() as conn:  # as if the first request were still running
         conn.execute(
             sa.text(
@@ -102,7 +107,7 @@ def test_a_request_still_in_flight_is_409(api, app, auth):
 
 def test_an_abandoned_lock_is_taken_over(api, app, auth):
     post(api, auth, {"title": "x"}, "key-1")
-    engine = app.app.extensions["taskapi"].db.engine
+    engine = services_of(app).db.engine
     with engine.begin() as conn:  # the first request died with its process long ago
         conn.execute(
             sa.text(
@@ -111,12 +116,15 @@ def test_an_abandoned_lock_is_taken_over(api, app, auth):
             ),
             {"long_ago": "2000-01-01 00:00:00"},
         )
-    assert post(api, auth, {"title": "x"}, "key-1").status_code == 201
+    retried = post(api, auth, {"title": "x"}, "key-1")
+    assert retried.status_code == 201
+    assert "idempotent-replayed" not in retried.headers  # run again, not replayed
+    assert api.client.get("/api/v1/tasks", headers=auth).json()["meta"]["total_count"] == 2
 
 
 def test_keys_expire_after_24_hours(api, app, auth):
     post(api, auth, {"title": "x"}, "key-1")
-    engine = app.app.extensions["taskapi"].db.engine
+    engine = services_of(app).db.engine
     with engine.begin() as conn:
         conn.execute(
             sa.text("UPDATE idempotency_keys SET expires_at = :past"),

@@ -8,7 +8,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from tests.conftest import PASSWORD, assert_problem
+from tests.conftest import PASSWORD, assert_problem, services_of
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -125,7 +125,9 @@ def test_no_default_budget_means_no_limit_and_no_headers(api, auth):
 
 def test_limits_can_be_turned_off(limited):
     client = limited(rate_limit_enabled=False)
-    assert {login(client).status_code for _ in range(6)} == {401}
+    responses = [login(client) for _ in range(6)]
+    assert {r.status_code for r in responses} == {401}
+    assert not any("ratelimit-limit" in r.headers for r in responses)
 
 
 @pytest.mark.skipif(not redis_reachable(), reason="no Redis at 127.0.0.1:6379")
@@ -147,9 +149,7 @@ def test_replicas_share_one_budget_in_redis(make_app, settings):
         statuses = [login((one, two)[i % 2], email).status_code for i in range(6)]
     assert statuses == [401, 401, 401, 401, 429, 429]
     for app in apps:
-        assert (
-            "store_fallbacks_total 0.0" in app.app.extensions["taskapi"].metrics.render().decode()
-        )
+        assert "store_fallbacks_total 0.0" in services_of(app).metrics.render().decode()
 
 
 def test_limits_fail_open_to_each_process_when_redis_is_down(make_app, settings):
@@ -163,6 +163,6 @@ def test_limits_fail_open_to_each_process_when_redis_is_down(make_app, settings)
     with app.test_client() as client:
         statuses = [login(client, f"u{i}@example.com").status_code for i in range(4)]
     assert statuses == [401, 401, 401, 429]  # still limited, in this process, and never a 500
-    metrics = app.app.extensions["taskapi"].metrics.render().decode()
+    metrics = services_of(app).metrics.render().decode()
     assert "taskapi_rate_limit_store_fallbacks_total 1.0" in metrics
     assert 'taskapi_rate_limited_total{budget="auth"} 1.0' in metrics

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from taskapi.policies import POLICIES
 from taskapi.resources import load_spec
 from taskapi.routing import spec_operations
-from tests.conftest import assert_problem
+from tests.conftest import assert_problem, services_of
 
 API = Path(__file__).resolve().parent.parent / "taskapi" / "api"
 
@@ -66,7 +66,7 @@ class Statements:
     """Counts the SQL statements the app sends, on both of its pools."""
 
     def __init__(self, app) -> None:
-        db = app.app.extensions["taskapi"].db
+        db = services_of(app).db
         self.counts: Counter[str] = Counter()
         self.engines = [db.engine, db.read_engine]
         for engine in self.engines:
@@ -83,7 +83,15 @@ class Statements:
 
 @pytest.mark.parametrize(
     ("operation", "most"),
-    [("list", 3), ("get", 2), ("create", 2), ("update", 2), ("patch", 2), ("delete", 2)],
+    [
+        ("list", 3),
+        ("get", 2),
+        ("stats", 2),
+        ("create", 2),
+        ("update", 2),
+        ("patch", 2),
+        ("delete", 2),
+    ],
 )
 def test_statements_per_operation_including_the_account_check(app, api, auth, operation, most):
     task = api.create_task(auth)
@@ -92,6 +100,7 @@ def test_statements_per_operation_including_the_account_check(app, api, auth, op
     calls = {
         "list": lambda: api.client.get("/api/v1/tasks", headers=auth),
         "get": lambda: api.client.get(url, headers=auth),
+        "stats": lambda: api.client.get("/api/v1/tasks/stats", headers=auth),
         "create": lambda: api.client.post("/api/v1/tasks", json=body, headers=auth),
         "update": lambda: api.client.put(url, json=body, headers=auth),
         "patch": lambda: api.client.patch(url, json={"priority": "low"}, headers=auth),

@@ -11,7 +11,7 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import JWT_SECRET
+from tests.conftest import JWT_SECRET, assert_problem, services_of
 
 
 def claims_for(uid, **overrides):
@@ -81,12 +81,17 @@ def get_tasks(api, authorization):
 
 
 def test_a_valid_token_works(api, user_id):
-    assert get_tasks(api, f"Bearer {signed(user_id)}").status_code == 200
+    response = get_tasks(api, f"Bearer {signed(user_id)}")
+    assert response.json() == {
+        "success": True,
+        "data": [],
+        "meta": {"page": 1, "limit": 20, "total_count": 0, "total_pages": 0, "next_cursor": None},
+    }
 
 
 @pytest.mark.parametrize("scheme", ["bearer", "BEARER"])
 def test_the_scheme_is_case_insensitive(api, user_id, scheme):
-    assert get_tasks(api, f"{scheme} {signed(user_id)}").status_code == 200
+    assert get_tasks(api, f"{scheme} {signed(user_id)}").json()["success"] is True
 
 
 @pytest.mark.parametrize("forgery", FORGERIES)
@@ -114,18 +119,19 @@ def test_malformed_authorization_headers_are_401(api, authorization, detail):
 
 
 def test_a_huge_authorization_header_is_401_not_500(api):
-    assert get_tasks(api, "Bearer " + "a" * 100_000).status_code == 401
+    assert_problem(get_tasks(api, "Bearer " + "a" * 100_000), 401, "invalid_token")
 
 
 def test_a_token_in_the_query_string_is_not_accepted(api, auth):
     token = auth["Authorization"].split()[1]
     response = api.client.get("/api/v1/tasks", params={"access_token": token})
-    assert response.status_code in (400, 401)
+    body = assert_problem(response, 401, "authentication_required")
+    assert body["detail"] == "Authorization header required"
 
 
 def test_token_of_a_deleted_user_is_401_everywhere_and_creates_nothing(api, auth, app, user_id):
     task = api.create_task(auth)
-    engine = app.app.extensions["taskapi"].db.engine
+    engine = services_of(app).db.engine
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM users WHERE id = :id"), {"id": user_id})
     calls = [
@@ -144,7 +150,7 @@ def test_token_of_a_deleted_user_is_401_everywhere_and_creates_nothing(api, auth
 
 def test_passwords_are_stored_as_bcrypt_hashes(api, app):
     api.register("jane@example.com", password="correct-horse")
-    engine = app.app.extensions["taskapi"].db.engine
+    engine = services_of(app).db.engine
     with engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT password_hash FROM users")).scalar()
     assert stored.startswith("$2b$04$")

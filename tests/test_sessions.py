@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from taskapi.models import RefreshToken, Task, User
-from tests.conftest import JWT_SECRET, PASSWORD
+from tests.conftest import JWT_SECRET, PASSWORD, assert_problem, services_of
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_login_returns_a_refresh_token_and_token_metadata(session):
 
 
 def test_refresh_tokens_are_stored_only_as_hashes(api, app, session):
-    engine = app.app.extensions["taskapi"].db.engine
+    engine = services_of(app).db.engine
     with engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT token_hash FROM refresh_tokens")).scalars().all()
     assert session["refresh_token"] not in stored
@@ -65,7 +65,10 @@ def test_other_sessions_survive_a_revoked_family(api, session):
     other = api.login("jane@example.com").json()["data"]
     refresh(api, session["refresh_token"])
     refresh(api, session["refresh_token"])  # replay: revokes the first session's family
-    assert refresh(api, other["refresh_token"]).status_code == 200
+    renewed = refresh(api, other["refresh_token"]).json()["data"]
+    assert api.client.get("/api/v1/auth/me", headers=bearer(renewed)).json()["data"]["email"] == (
+        "jane@example.com"
+    )
 
 
 @pytest.mark.parametrize("token", ["nope", "x" * 512])
@@ -84,7 +87,8 @@ def test_expired_refresh_tokens_are_401(make_app, settings):
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE refresh_tokens SET expires_at = created_at"))
     engine.dispose()
-    assert client.post("/api/v1/auth/refresh", json={"refresh_token": token}).status_code == 401
+    response = client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+    assert_problem(response, 401, "invalid_refresh_token")
 
 
 def test_logout_ends_the_session_and_the_access_token(api, session):
@@ -108,8 +112,10 @@ def test_logout_leaves_other_sessions_alone(api, session):
         json={"refresh_token": session["refresh_token"]},
         headers=bearer(session),
     )
-    assert api.client.get("/api/v1/tasks", headers=bearer(other)).status_code == 200
-    assert refresh(api, other["refresh_token"]).status_code == 200
+    assert api.client.get("/api/v1/tasks", headers=bearer(other)).json()["success"] is True
+    assert refresh(api, other["refresh_token"]).json()["data"]["user"]["email"] == (
+        "jane@example.com"
+    )
 
 
 def test_logout_cannot_end_someone_elses_session(api, session):
@@ -120,14 +126,16 @@ def test_logout_cannot_end_someone_elses_session(api, session):
         headers=bearer(mallory),
     )
     assert response.status_code == 204
-    assert refresh(api, session["refresh_token"]).status_code == 200
+    still_jane = refresh(api, session["refresh_token"]).json()["data"]["user"]["email"]
+    assert still_jane == "jane@example.com"
 
 
 def test_logout_needs_a_token(api, session):
     response = api.client.post(
         "/api/v1/auth/logout", json={"refresh_token": session["refresh_token"]}
     )
-    assert response.status_code == 401
+    assert_problem(response, 401, "authentication_required")
+    assert refresh(api, session["refresh_token"]).status_code == 200  # the session lives on
 
 
 def test_me_returns_the_current_user(api, session):
@@ -175,8 +183,8 @@ def test_password_change_retires_every_earlier_token(api, session):
         assert refresh(api, old["refresh_token"]).status_code == 401
     assert api.client.get("/api/v1/tasks", headers=bearer(fresh)).status_code == 200
     assert refresh(api, fresh["refresh_token"]).status_code == 200
-    assert api.login("jane@example.com").status_code == 401
-    assert api.login("jane@example.com", "brand-new-password").status_code == 200
+    assert_problem(api.login("jane@example.com"), 401, "invalid_credentials")
+    assert api.login("jane@example.com", "brand-new-password").json()["data"]["token"]
 
 
 def test_password_change_needs_the_current_password(api, session):
@@ -206,7 +214,7 @@ def test_deleting_the_account_takes_its_tasks_and_tokens(api, app, session):
     assert api.client.get("/api/v1/auth/me", headers=bearer(session)).status_code == 401
     assert refresh(api, session["refresh_token"]).status_code == 401
     assert api.login("jane@example.com").status_code == 401
-    engine = app.app.extensions["taskapi"].db.engine
+    engine = services_of(app).db.engine
     with engine.connect() as conn:
         for table in (User, Task, RefreshToken):
             assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0
@@ -220,8 +228,9 @@ def test_deleting_the_account_needs_its_password(api, session):
     response = api.client.request(
         "DELETE", "/api/v1/auth/me", json={"password": "wrong"}, headers=bearer(session)
     )
-    assert response.status_code == 403
-    assert api.client.get("/api/v1/auth/me", headers=bearer(session)).status_code == 200
+    assert_problem(response, 403, "wrong_password")
+    me = api.client.get("/api/v1/auth/me", headers=bearer(session))
+    assert me.json()["data"]["email"] == "jane@example.com"
 
 
 def test_access_tokens_carry_the_token_version(session):
@@ -251,4 +260,11 @@ def test_an_ended_token_cannot_reach_tasks_that_still_exist(api, session, ending
     ]
     for method, path, body in calls:
         response = api.client.request(method, path, json=body, headers=bearer(session))
-        assert response.status_code == 401, (method, path)
+        assert_problem(response, 401, "invalid_token")
+    # The tasks are still there for the account's current session.
+    if ending == "logout":
+        fresh = api.login("jane@example.com").json()["data"]
+    else:
+        fresh = api.login("jane@example.com", "brand-new-password").json()["data"]
+    listed = api.client.get("/api/v1/tasks", headers=bearer(fresh)).json()
+    assert listed["meta"]["total_count"] == 2

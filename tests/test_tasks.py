@@ -6,6 +6,8 @@ from datetime import datetime
 
 import pytest
 
+from tests.conftest import assert_problem
+
 TASK_FIELDS = {
     "id",
     "user_id",
@@ -290,4 +292,43 @@ def test_batch_is_all_or_nothing_with_errors_by_index(api, auth):
 @pytest.mark.parametrize(("count", "status"), [(0, 400), (100, 201), (101, 400)])
 def test_batch_takes_1_to_100_tasks(api, auth, count, status):
     body = {"tasks": [{"title": f"t{i}"} for i in range(count)]}
-    assert api.client.post("/api/v1/tasks/batch", json=body, headers=auth).status_code == status
+    response = api.client.post("/api/v1/tasks/batch", json=body, headers=auth)
+    assert response.status_code == status
+    created = response.json()["data"] if status == 201 else []
+    assert [t["title"] for t in created] == [f"t{i}" for i in range(len(created))]
+    listed = api.client.get("/api/v1/tasks", headers=auth).json()["meta"]["total_count"]
+    assert listed == len(created)
+
+
+def test_stats_count_your_tasks_by_status_and_priority(api, auth):
+    api.create_task(auth, status="completed", priority="high")
+    api.create_task(auth, status="pending", priority="high")
+    api.create_task(auth, status="pending", priority="low")
+    api.create_task(api.user(), status="in_progress")  # someone else's
+    response = api.client.get("/api/v1/tasks/stats", headers=auth)
+    assert response.json() == {
+        "success": True,
+        "data": {
+            "total": 3,
+            "by_status": {"pending": 2, "in_progress": 0, "completed": 1},
+            "by_priority": {"low": 1, "medium": 0, "high": 2},
+            "overdue": 0,
+        },
+    }
+
+
+def test_overdue_means_due_before_now_and_not_completed(api, auth):
+    api.create_task(auth, due_date="2020-01-01T00:00:00Z")
+    api.create_task(auth, due_date="2020-01-01T00:00:00Z", status="in_progress")
+    api.create_task(auth, due_date="2020-01-01T00:00:00Z", status="completed")
+    api.create_task(auth, due_date="2999-01-01T00:00:00Z")
+    api.create_task(auth)  # no due date
+    data = api.client.get("/api/v1/tasks/stats", headers=auth).json()["data"]
+    assert (data["total"], data["overdue"]) == (5, 2)
+
+
+def test_stats_of_nothing_are_zeros_and_need_a_token(api, auth):
+    data = api.client.get("/api/v1/tasks/stats", headers=auth).json()["data"]
+    assert data["total"] == data["overdue"] == 0
+    assert set(data["by_status"].values()) == set(data["by_priority"].values()) == {0}
+    assert_problem(api.client.get("/api/v1/tasks/stats"), 401, "authentication_required")

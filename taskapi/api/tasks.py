@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -112,6 +112,19 @@ def _link_header(query: listing.ListQuery, meta: dict[str, Any]) -> str:
     elif meta["next_cursor"]:
         links["next"] = url(cursor=meta["next_cursor"])
     return ", ".join(f'<{target}>; rel="{rel}"' for rel, target in links.items())
+
+
+def get_task_stats(user: int) -> flask.Response:
+    with services.current().db.reading() as s:
+        counts = tasks.stats(s, owner_id=user, now=datetime.now(UTC))
+    return ok(
+        {
+            "total": counts.total,
+            "by_status": counts.by_status,
+            "by_priority": counts.by_priority,
+            "overdue": counts.overdue,
+        }
+    )
 
 
 def get_task(id: int, user: int) -> flask.Response:

@@ -9,6 +9,7 @@ other host.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import mimetypes
@@ -81,6 +82,22 @@ class _Document:
         return Response(self.body, media_type=self.media_type, headers=headers)
 
 
+class _File:
+    """A file served as a _Document, read on its first request: most processes never serve the
+    docs, and their scripts weigh megabytes."""
+
+    def __init__(self, path: Path, replace: tuple[bytes, bytes] | None = None) -> None:
+        self.path = path
+        self.replace = replace
+
+    @functools.cached_property
+    def document(self) -> _Document:
+        return _Document.read(self.path, self.replace)
+
+    def response(self, request_headers: Headers, headers: Mapping[str, str]) -> Response:
+        return self.document.response(request_headers, headers)
+
+
 def _installed(package: str, directory: str) -> Path:
     """A directory of an installed distribution, found without importing it."""
     path = Path(str(distribution(package).locate_file(directory)))
@@ -98,18 +115,18 @@ class DocsMiddleware:
         self._spec: dict[str, Any] = yaml.safe_load(self._yaml)
         swagger_ui = _installed(*_SWAGGER_UI)
         redoc = _installed(*_REDOC)
-        swagger_page = _Document.read(_PAGES / "swagger-ui.html")
+        swagger_page = _File(_PAGES / "swagger-ui.html")
         self._pages = {
             "/ui/": swagger_page,
             "/ui/index.html": swagger_page,
-            "/ui/swagger-initializer.js": _Document.read(_PAGES / "swagger-initializer.js"),
-            **{f"/ui/{name}": _Document.read(swagger_ui / name) for name in _SWAGGER_UI_FILES},
-            "/redoc": _Document.read(_PAGES / "redoc.html"),
-            "/redoc/redoc-initializer.js": _Document.read(_PAGES / "redoc-initializer.js"),
-            "/redoc/redoc.standalone.js": _Document.read(
+            "/ui/swagger-initializer.js": _File(_PAGES / "swagger-initializer.js"),
+            **{f"/ui/{name}": _File(swagger_ui / name) for name in _SWAGGER_UI_FILES},
+            "/redoc": _File(_PAGES / "redoc.html"),
+            "/redoc/redoc-initializer.js": _File(_PAGES / "redoc-initializer.js"),
+            "/redoc/redoc.standalone.js": _File(
                 redoc / "js" / "redoc.standalone.js", replace=_REDOC_LOGO
             ),
-            "/redoc/redoc-logo.svg": _Document.read(redoc / "images" / "redoc.svg"),
+            "/redoc/redoc-logo.svg": _File(redoc / "images" / "redoc.svg"),
         }
         self._redirects = {"/ui": "/ui/", "/redoc/": "/redoc"}
         self._specs: dict[str, tuple[_Document, _Document]] = {}

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from taskapi.listing import SORTABLE
 from taskapi.resources import load_spec
 from taskapi.routing import spec_operations
+from tests.conftest import services_of
 
 SCOPED_TABLES = ("tasks", "idempotency_keys")
 TABLE_REFERENCE = re.compile(r'\b(?:FROM|JOIN|UPDATE|INTO)\s+"?(\w+)"?', re.I)
@@ -124,7 +125,7 @@ class Recorder:
     """The statements the app sends on both pools, each tagged with the request's caller."""
 
     def __init__(self, app: Any) -> None:
-        db = app.app.extensions["taskapi"].db
+        db = services_of(app).db
         self.statements: list[Statement] = []
         # Answers other than the expected ones, checked after the statements.
         self.unexpected: list[str] = []
@@ -204,6 +205,8 @@ def every_task_operation(
             page = do("listTasks", "GET", f"/api/v1/tasks?limit=3&cursor={cursor}", 200)
             cursor = page.json()["meta"]["next_cursor"]
     do("listTasks", "GET", "/api/v1/tasks?limit=2&status=pending&q=e&sort=title", 200)
+    do("getTaskStats", "GET", "/api/v1/tasks/stats", 200)  # one of the tasks is overdue
+    do("getTaskStats", "HEAD", "/api/v1/tasks/stats", 200)
 
     url = f"/api/v1/tasks/{task['id']}"
     etag = do("getTask", "GET", url, 200).headers["etag"]

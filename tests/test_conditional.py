@@ -140,8 +140,13 @@ def test_two_writers_with_the_same_etag_one_wins(api, auth):
     def write(title):
         return api.client.put(
             f"/api/v1/tasks/{task['id']}", json={"title": title}, headers={**auth, "If-Match": tag}
-        ).status_code
+        )
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        statuses = sorted(pool.map(write, [f"writer {i}" for i in range(8)]))
-    assert statuses == [200] + [412] * 7
+        responses = list(pool.map(write, [f"writer {i}" for i in range(8)]))
+    assert sorted(r.status_code for r in responses) == [200] + [412] * 7
+    for lost in (r for r in responses if r.status_code == 412):
+        assert_problem(lost, 412, "task_changed")
+    # The task holds the winner's write, whole: no loser's title slipped in after it.
+    (won,) = (r.json()["data"] for r in responses if r.status_code == 200)
+    assert get(api, auth, task["id"]).json()["data"] == won

@@ -6,8 +6,10 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import sqlalchemy as sa
 
-from tests.conftest import PASSWORD
+from taskapi.models import User
+from tests.conftest import PASSWORD, assert_problem
 
 
 def post_raw(api, path, raw, headers, content_type="application/json"):
@@ -111,15 +113,19 @@ def test_register_with_lone_surrogate_password_is_400(api):
     assert response.json()["detail"] == "password: must not contain unpaired surrogates"
 
 
-def test_concurrent_registrations_of_one_email_give_one_201_and_409s(api):
+def test_concurrent_registrations_of_one_email_give_one_201_and_409s(api, services):
     emails = [("Race@Example.com" if i % 2 else "race@example.com") for i in range(30)]
 
     def register(email):
         return api.client.post(
             "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Racer"}
-        ).status_code
+        )
 
     with ThreadPoolExecutor(max_workers=10) as pool:
-        statuses = list(pool.map(register, emails))
-    assert statuses.count(201) == 1
-    assert statuses.count(409) == len(emails) - 1
+        responses = list(pool.map(register, emails))
+    (created,) = (r for r in responses if r.status_code == 201)
+    assert created.json()["data"]["email"] == "race@example.com"
+    for taken in (r for r in responses if r is not created):
+        assert_problem(taken, 409, "email_taken")
+    with services.db.reading() as s:
+        assert s.scalars(sa.select(User.email)).all() == ["race@example.com"]

@@ -7,8 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import services_of
-
 
 def post(api, auth, body, key, path="/api/v1/tasks"):
     return api.client.post(path, json=body, headers={**auth, "Idempotency-Key": key})
@@ -90,9 +88,9 @@ def test_a_failed_request_releases_the_key(api, auth, monkeypatch):
     assert task_count(api, auth) == 1
 
 
-def test_a_request_still_in_flight_is_409(api, app, auth):
+def test_a_request_still_in_flight_is_409(api, services, auth):
     post(api, auth, {"title": "x"}, "key-1")
-    engine = services_of(app).db.engine
+    engine = services.db.engine
     with engine.begin() as conn:  # as if the first request were still running
         conn.execute(
             sa.text(
@@ -105,9 +103,9 @@ def test_a_request_still_in_flight_is_409(api, app, auth):
     assert "still in progress" in response.json()["detail"]
 
 
-def test_an_abandoned_lock_is_taken_over(api, app, auth):
+def test_an_abandoned_lock_is_taken_over(api, services, auth):
     post(api, auth, {"title": "x"}, "key-1")
-    engine = services_of(app).db.engine
+    engine = services.db.engine
     with engine.begin() as conn:  # the first request died with its process long ago
         conn.execute(
             sa.text(
@@ -122,9 +120,9 @@ def test_an_abandoned_lock_is_taken_over(api, app, auth):
     assert api.client.get("/api/v1/tasks", headers=auth).json()["meta"]["total_count"] == 2
 
 
-def test_keys_expire_after_24_hours(api, app, auth):
+def test_keys_expire_after_24_hours(api, services, auth):
     post(api, auth, {"title": "x"}, "key-1")
-    engine = services_of(app).db.engine
+    engine = services.db.engine
     with engine.begin() as conn:
         conn.execute(
             sa.text("UPDATE idempotency_keys SET expires_at = :past"),

@@ -11,7 +11,7 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import JWT_SECRET, assert_problem, services_of
+from tests.conftest import JWT_SECRET, assert_problem
 
 
 def claims_for(uid, **overrides):
@@ -129,9 +129,11 @@ def test_a_token_in_the_query_string_is_not_accepted(api, auth):
     assert body["detail"] == "Authorization header required"
 
 
-def test_token_of_a_deleted_user_is_401_everywhere_and_creates_nothing(api, auth, app, user_id):
+def test_token_of_a_deleted_user_is_401_everywhere_and_creates_nothing(
+    api, auth, services, user_id
+):
     task = api.create_task(auth)
-    engine = services_of(app).db.engine
+    engine = services.db.engine
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM users WHERE id = :id"), {"id": user_id})
     calls = [
@@ -148,9 +150,9 @@ def test_token_of_a_deleted_user_is_401_everywhere_and_creates_nothing(api, auth
         assert conn.execute(sa.text("SELECT count(*) FROM tasks")).scalar() == 0
 
 
-def test_passwords_are_stored_as_bcrypt_hashes(api, app):
+def test_passwords_are_stored_as_bcrypt_hashes(api, services):
     api.register("jane@example.com", password="correct-horse")
-    engine = services_of(app).db.engine
+    engine = services.db.engine
     with engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT password_hash FROM users")).scalar()
     assert stored.startswith("$2b$04$")

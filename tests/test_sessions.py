@@ -32,8 +32,8 @@ def test_login_returns_a_refresh_token_and_token_metadata(session):
     assert session["user"]["email"] == "jane@example.com"
 
 
-def test_refresh_tokens_are_stored_only_as_hashes(api, app, session):
-    engine = services_of(app).db.engine
+def test_refresh_tokens_are_stored_only_as_hashes(api, services, session):
+    engine = services.db.engine
     with engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT token_hash FROM refresh_tokens")).scalars().all()
     assert session["refresh_token"] not in stored
@@ -79,14 +79,13 @@ def test_unknown_refresh_tokens_are_401(api, token):
 
 
 def test_expired_refresh_tokens_are_401(make_app, settings):
-    client = make_app(settings, refresh_token_ttl=60).test_client()
+    app = make_app(settings, refresh_token_ttl=60)
+    client = app.test_client()
     body = {"email": "jane@example.com", "password": PASSWORD, "name": "Jane"}
     client.post("/api/v1/auth/register", json=body)
     token = client.post("/api/v1/auth/login", json=body).json()["data"]["refresh_token"]
-    engine = sa.create_engine(settings.database_url, poolclass=sa.NullPool)
-    with engine.begin() as conn:
+    with services_of(app).db.engine.begin() as conn:
         conn.execute(sa.text("UPDATE refresh_tokens SET expires_at = created_at"))
-    engine.dispose()
     response = client.post("/api/v1/auth/refresh", json={"refresh_token": token})
     assert_problem(response, 401, "invalid_refresh_token")
 
@@ -205,7 +204,7 @@ def test_new_password_follows_the_registration_rules(api, session):
     ]
 
 
-def test_deleting_the_account_takes_its_tasks_and_tokens(api, app, session):
+def test_deleting_the_account_takes_its_tasks_and_tokens(api, services, session):
     api.create_task(bearer(session))
     response = api.client.request(
         "DELETE", "/api/v1/auth/me", json={"password": PASSWORD}, headers=bearer(session)
@@ -214,7 +213,7 @@ def test_deleting_the_account_takes_its_tasks_and_tokens(api, app, session):
     assert api.client.get("/api/v1/auth/me", headers=bearer(session)).status_code == 401
     assert refresh(api, session["refresh_token"]).status_code == 401
     assert api.login("jane@example.com").status_code == 401
-    engine = services_of(app).db.engine
+    engine = services.db.engine
     with engine.connect() as conn:
         for table in (User, Task, RefreshToken):
             assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0

@@ -77,8 +77,7 @@ def test_a_stale_if_match_is_412_and_changes_nothing(api, auth, method):
         json={"title": "mine"},
         headers={**auth, "If-Match": stale},
     )
-    assert response.status_code == 412
-    assert response.headers["content-type"] == "application/problem+json"
+    assert_problem(response, 412, "task_changed")
     assert get(api, auth, task["id"]).json()["data"] == current
 
 
@@ -95,7 +94,7 @@ def test_a_current_if_match_lets_the_write_through(api, auth, method):
     assert response.status_code == 200
     after = get(api, auth, task["id"])
     if method == "delete":
-        assert after.status_code == 404
+        assert_problem(after, 404, "task_not_found")
     else:
         assert after.json()["data"]["title"] == "mine"
         assert after.headers["etag"] != tag

@@ -49,8 +49,7 @@ def test_json_without_content_type_is_read_as_json(api, auth):
 )
 def test_hostile_task_bodies_are_400(api, auth, raw, detail):
     response = post_raw(api, "/api/v1/tasks", raw, auth)
-    assert response.status_code == 400, response.text
-    assert response.headers["content-type"] == "application/problem+json"
+    assert_problem(response, 400, "validation_failed")
     if detail:
         assert response.json()["detail"] == detail
     assert api.client.get("/api/v1/tasks", headers=auth).json()["meta"]["total_count"] == 0
@@ -58,7 +57,7 @@ def test_hostile_task_bodies_are_400(api, auth, raw, detail):
 
 def test_nul_in_a_name_is_400_on_both_databases(api):
     response = api.register(name="Ja\u0000ne")
-    assert response.status_code == 400
+    assert_problem(response, 400, "validation_failed")
     assert response.json()["detail"] == "name: must not contain NUL characters"
 
 
@@ -85,7 +84,7 @@ def test_unusable_due_dates_are_400(api, auth, due_date):
     response = api.client.post(
         "/api/v1/tasks", json={"title": "x", "due_date": due_date}, headers=auth
     )
-    assert response.status_code == 400, response.text
+    assert_problem(response, 400, "validation_failed")
     assert response.json()["errors"][0]["field"] == "due_date"
 
 
@@ -109,7 +108,7 @@ def test_register_with_lone_surrogate_password_is_400(api):
         '"x"', '"\\ud800xxxxxxxx"'
     )
     response = post_raw(api, "/api/v1/auth/register", raw.encode(), {})
-    assert response.status_code == 400
+    assert_problem(response, 400, "validation_failed")
     assert response.json()["detail"] == "password: must not contain unpaired surrogates"
 
 

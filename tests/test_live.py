@@ -101,7 +101,7 @@ def test_live_server_speaks_the_seed_protocol(live_server):
         created = http.post("/api/v1/tasks", json={"title": "live"}, headers=headers)
         assert created.status_code == 201
         assert http.get(created.headers["location"], headers=headers).status_code == 200
-        assert http.get("/api/v1/tasks").status_code == 401
+        assert_problem(http.get("/api/v1/tasks"), 401, "authentication_required")
 
 
 def test_concurrent_duplicate_registrations_never_500(live_server):

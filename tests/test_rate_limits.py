@@ -58,7 +58,7 @@ def test_logins_over_the_ip_budget_are_429_with_retry_after(limited):
 
 def test_responses_of_limited_operations_say_what_is_left(limited):
     response = login(limited(auth_email="100/minute"))
-    assert response.status_code == 401
+    assert_problem(response, 401, "invalid_credentials")
     assert response.headers["ratelimit-limit"] == "3"
     assert response.headers["ratelimit-remaining"] == "2"
     assert 1 <= int(response.headers["ratelimit-reset"]) <= 60
@@ -93,14 +93,16 @@ def test_register_counts_against_the_same_budgets(limited):
     client = limited()
     body = {"email": "new@example.com", "password": PASSWORD, "name": "New"}
     assert client.post("/api/v1/auth/register", json=body).status_code == 201
-    assert client.post("/api/v1/auth/register", json=body).status_code == 409
+    assert_problem(client.post("/api/v1/auth/register", json=body), 409, "email_taken")
     assert_problem(client.post("/api/v1/auth/register", json=body), 429, "rate_limited")
 
 
 def test_a_malformed_login_body_still_counts_against_the_ip(limited):
     client = limited()
     for _ in range(3):
-        assert client.post("/api/v1/auth/login", content=b"{not json").status_code == 400
+        assert_problem(
+            client.post("/api/v1/auth/login", content=b"{not json"), 400, "validation_failed"
+        )
     assert_problem(login(client), 429, "rate_limited")
 
 

@@ -42,7 +42,7 @@ def test_a_near_miss_path_runs_no_handler(api):
         json={"email": "sneaky@example.com", "password": "password123", "name": "Sneaky"},
     )
     assert_problem(response, 404, "not_found")
-    assert api.login("sneaky@example.com").status_code == 401
+    assert_problem(api.login("sneaky@example.com"), 401, "invalid_credentials")
 
 
 def test_every_operation_has_exactly_one_policy():

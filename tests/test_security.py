@@ -97,7 +97,7 @@ def test_the_scheme_is_case_insensitive(api, user_id, scheme):
 @pytest.mark.parametrize("forgery", FORGERIES)
 def test_forged_or_broken_tokens_are_401(api, user_id, forgery):
     response = get_tasks(api, f"Bearer {FORGERIES[forgery](user_id)}")
-    assert response.status_code == 401
+    assert_problem(response, 401, "invalid_token")
     assert response.json()["detail"] == "Invalid or expired token"
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
 
@@ -113,7 +113,7 @@ def test_forged_or_broken_tokens_are_401(api, user_id, forgery):
 )
 def test_malformed_authorization_headers_are_401(api, authorization, detail):
     response = get_tasks(api, authorization)
-    assert response.status_code == 401
+    assert_problem(response, 401)
     assert response.json()["detail"] == detail
     assert response.headers["www-authenticate"] == 'Bearer realm="taskapi"'
 
@@ -145,7 +145,7 @@ def test_token_of_a_deleted_user_is_401_everywhere_and_creates_nothing(
     ]
     for method, path, body in calls:
         response = api.client.request(method, path, json=body, headers=auth)
-        assert response.status_code == 401, (method, path)
+        assert_problem(response, 401, "invalid_token")
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM tasks")).scalar() == 0
 

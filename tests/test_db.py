@@ -9,7 +9,6 @@ import sqlalchemy as sa
 
 from taskapi.db import Database
 from taskapi.models import User, utcnow
-from tests.conftest import services_of
 
 
 def new_user(email):
@@ -76,8 +75,8 @@ def test_reading_sees_committed_writes(one_connection_db):
         assert s.scalar(sa.select(User.email)) == "c@example.com"
 
 
-def test_sessions_return_their_connections(app, client, auth):
-    db = services_of(app).db
+def test_sessions_return_their_connections(services, client, auth):
+    db = services.db
     for _ in range(5):
         assert client.get("/api/v1/tasks", headers=auth).status_code == 200
         assert client.post("/api/v1/tasks", json={"title": "x"}, headers=auth).status_code == 201

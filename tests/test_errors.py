@@ -145,7 +145,7 @@ def test_cors_preflight_is_204_as_in_the_seed(api):
 
 def test_cors_headers_are_on_errors_too(api):
     response = api.client.get("/api/v1/tasks", headers={"Origin": "https://app.example"})
-    assert response.status_code == 401
+    assert_problem(response, 401, "authentication_required")
     assert response.headers["access-control-allow-origin"] == "*"
 
 

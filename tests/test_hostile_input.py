@@ -6,8 +6,10 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import sqlalchemy as sa
 
-from tests.conftest import PASSWORD
+from taskapi.models import User
+from tests.conftest import PASSWORD, assert_problem
 
 
 def post_raw(api, path, raw, headers, content_type="application/json"):
@@ -47,8 +49,7 @@ def test_json_without_content_type_is_read_as_json(api, auth):
 )
 def test_hostile_task_bodies_are_400(api, auth, raw, detail):
     response = post_raw(api, "/api/v1/tasks", raw, auth)
-    assert response.status_code == 400, response.text
-    assert response.headers["content-type"] == "application/problem+json"
+    assert_problem(response, 400, "validation_failed")
     if detail:
         assert response.json()["detail"] == detail
     assert api.client.get("/api/v1/tasks", headers=auth).json()["meta"]["total_count"] == 0
@@ -56,7 +57,7 @@ def test_hostile_task_bodies_are_400(api, auth, raw, detail):
 
 def test_nul_in_a_name_is_400_on_both_databases(api):
     response = api.register(name="Ja\u0000ne")
-    assert response.status_code == 400
+    assert_problem(response, 400, "validation_failed")
     assert response.json()["detail"] == "name: must not contain NUL characters"
 
 
@@ -83,7 +84,7 @@ def test_unusable_due_dates_are_400(api, auth, due_date):
     response = api.client.post(
         "/api/v1/tasks", json={"title": "x", "due_date": due_date}, headers=auth
     )
-    assert response.status_code == 400, response.text
+    assert_problem(response, 400, "validation_failed")
     assert response.json()["errors"][0]["field"] == "due_date"
 
 
@@ -107,19 +108,23 @@ def test_register_with_lone_surrogate_password_is_400(api):
         '"x"', '"\\ud800xxxxxxxx"'
     )
     response = post_raw(api, "/api/v1/auth/register", raw.encode(), {})
-    assert response.status_code == 400
+    assert_problem(response, 400, "validation_failed")
     assert response.json()["detail"] == "password: must not contain unpaired surrogates"
 
 
-def test_concurrent_registrations_of_one_email_give_one_201_and_409s(api):
+def test_concurrent_registrations_of_one_email_give_one_201_and_409s(api, services):
     emails = [("Race@Example.com" if i % 2 else "race@example.com") for i in range(30)]
 
     def register(email):
         return api.client.post(
             "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Racer"}
-        ).status_code
+        )
 
     with ThreadPoolExecutor(max_workers=10) as pool:
-        statuses = list(pool.map(register, emails))
-    assert statuses.count(201) == 1
-    assert statuses.count(409) == len(emails) - 1
+        responses = list(pool.map(register, emails))
+    (created,) = (r for r in responses if r.status_code == 201)
+    assert created.json()["data"]["email"] == "race@example.com"
+    for taken in (r for r in responses if r is not created):
+        assert_problem(taken, 409, "email_taken")
+    with services.db.reading() as s:
+        assert s.scalars(sa.select(User.email)).all() == ["race@example.com"]

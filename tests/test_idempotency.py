@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import services_of
+from tests.conftest import assert_problem
 
 
 def post(api, auth, body, key, path="/api/v1/tasks"):
@@ -34,7 +34,7 @@ def test_a_retry_replays_the_first_response_and_creates_nothing(api, auth):
 def test_the_same_key_with_another_body_is_422(api, auth):
     post(api, auth, {"title": "once"}, "key-1")
     response = post(api, auth, {"title": "different"}, "key-1")
-    assert response.status_code == 422
+    assert_problem(response, 422, "idempotency_key_reused")
     assert (
         response.json()["detail"] == "This Idempotency-Key was used with a different request body"
     )
@@ -66,7 +66,7 @@ def test_keys_belong_to_one_operation(api, auth):
 
 
 def test_an_invalid_request_does_not_use_up_the_key(api, auth):
-    assert post(api, auth, {"title": ""}, "key-1").status_code == 400
+    assert_problem(post(api, auth, {"title": ""}, "key-1"), 400, "validation_failed")
     created = post(api, auth, {"title": "fixed"}, "key-1")
     assert created.status_code == 201
     assert "idempotent-replayed" not in created.headers
@@ -83,16 +83,16 @@ def test_a_failed_request_releases_the_key(api, auth, monkeypatch):
         raise RuntimeError("crash mid-request")
 
     monkeypatch.setattr(taskapi.tasks, "create_many", fail_once)
-    assert post(api, auth, {"title": "x"}, "key-1").status_code == 500
+    assert_problem(post(api, auth, {"title": "x"}, "key-1"), 500, "internal_error")
     retry = post(api, auth, {"title": "x"}, "key-1")
     assert retry.status_code == 201
     assert "idempotent-replayed" not in retry.headers
     assert task_count(api, auth) == 1
 
 
-def test_a_request_still_in_flight_is_409(api, app, auth):
+def test_a_request_still_in_flight_is_409(api, services, auth):
     post(api, auth, {"title": "x"}, "key-1")
-    engine = services_of(app).db.engine
+    engine = services.db.engine
     with engine.begin() as conn:  # as if the first request were still running
         conn.execute(
             sa.text(
@@ -101,13 +101,13 @@ def test_a_request_still_in_flight_is_409(api, app, auth):
             )
         )
     response = post(api, auth, {"title": "x"}, "key-1")
-    assert response.status_code == 409
+    assert_problem(response, 409, "idempotency_key_in_use")
     assert "still in progress" in response.json()["detail"]
 
 
-def test_an_abandoned_lock_is_taken_over(api, app, auth):
+def test_an_abandoned_lock_is_taken_over(api, services, auth):
     post(api, auth, {"title": "x"}, "key-1")
-    engine = services_of(app).db.engine
+    engine = services.db.engine
     with engine.begin() as conn:  # the first request died with its process long ago
         conn.execute(
             sa.text(
@@ -122,9 +122,9 @@ def test_an_abandoned_lock_is_taken_over(api, app, auth):
     assert api.client.get("/api/v1/tasks", headers=auth).json()["meta"]["total_count"] == 2
 
 
-def test_keys_expire_after_24_hours(api, app, auth):
+def test_keys_expire_after_24_hours(api, services, auth):
     post(api, auth, {"title": "x"}, "key-1")
-    engine = services_of(app).db.engine
+    engine = services.db.engine
     with engine.begin() as conn:
         conn.execute(
             sa.text("UPDATE idempotency_keys SET expires_at = :past"),
@@ -139,7 +139,7 @@ def test_keys_expire_after_24_hours(api, app, auth):
 @pytest.mark.parametrize("key", ["", "k" * 256])
 def test_empty_or_over_long_keys_are_400(api, auth, key):
     response = post(api, auth, {"title": "x"}, key)
-    assert response.status_code == 400
+    assert_problem(response, 400, "validation_failed")
     assert response.json()["errors"][0]["field"] == "Idempotency-Key"
 
 

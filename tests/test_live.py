@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, assert_problem
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 pytestmark = pytest.mark.live
@@ -101,20 +101,26 @@ def test_live_server_speaks_the_seed_protocol(live_server):
         created = http.post("/api/v1/tasks", json={"title": "live"}, headers=headers)
         assert created.status_code == 201
         assert http.get(created.headers["location"], headers=headers).status_code == 200
-        assert http.get("/api/v1/tasks").status_code == 401
+        assert_problem(http.get("/api/v1/tasks"), 401, "authentication_required")
 
 
 def test_concurrent_duplicate_registrations_never_500(live_server):
     email = f"race-{time.monotonic_ns()}@example.com"
 
-    def register(i: int) -> int:
+    def register(i: int) -> httpx.Response:
         body = {"email": email.upper() if i % 2 else email, "password": PASSWORD, "name": "Race"}
-        return httpx.post(f"{live_server}/api/v1/auth/register", json=body, timeout=30).status_code
+        return httpx.post(f"{live_server}/api/v1/auth/register", json=body, timeout=30)
 
     with ThreadPoolExecutor(max_workers=25) as pool:
-        statuses = list(pool.map(register, range(50)))
-    assert sorted(set(statuses)) == [201, 409]
-    assert statuses.count(201) == 1
+        responses = list(pool.map(register, range(50)))
+    (created,) = (r for r in responses if r.status_code == 201)
+    for taken in (r for r in responses if r is not created):
+        assert_problem(taken, 409, "email_taken")
+    # The one account that won is the one that logs in.
+    login = httpx.post(
+        f"{live_server}/api/v1/auth/login", json={"email": email, "password": PASSWORD}, timeout=30
+    )
+    assert login.json()["data"]["user"] == created.json()["data"]
 
 
 def test_concurrent_creates_all_land(live_server):

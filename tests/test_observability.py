@@ -11,7 +11,7 @@ import pytest
 
 from taskapi.logs import JSONFormatter, RequestIdFilter, TextFormatter
 from taskapi.problems import BY_CODE
-from tests.conftest import PASSWORD, assert_problem, base_settings, services_of
+from tests.conftest import PASSWORD, assert_problem, base_settings
 
 
 def test_a_well_formed_request_id_is_echoed_and_others_are_replaced(api):
@@ -86,11 +86,11 @@ def test_text_lines_carry_the_request_id_too():
     assert "[rid-1] hello" in TextFormatter().format(record)
 
 
-def test_metrics_count_requests_by_operation_and_status(app, api, auth):
+def test_metrics_count_requests_by_operation_and_status(services, api, auth):
     api.client.get("/api/v1/tasks", headers=auth)
     api.client.get("/api/v1/tasks/999", headers=auth)
     api.login("nobody@example.com", "wrong-password")
-    text = services_of(app).metrics.render().decode()
+    text = services.metrics.render().decode()
     assert 'taskapi_requests_total{operation="listTasks",status="200"} 1.0' in text
     assert 'taskapi_requests_total{operation="getTask",status="404"} 1.0' in text
     assert 'taskapi_request_duration_seconds_count{operation="listTasks",status="200"} 1.0' in text

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from taskapi.api.services import Services
+from taskapi.db import Database
 from taskapi.listing import SORTABLE
 from taskapi.resources import load_spec
 from taskapi.routing import spec_operations
-from tests.conftest import services_of
 
 SCOPED_TABLES = ("tasks", "idempotency_keys")
 TABLE_REFERENCE = re.compile(r'\b(?:FROM|JOIN|UPDATE|INTO)\s+"?(\w+)"?', re.I)
@@ -124,8 +125,7 @@ def unscoped(statement: Statement) -> str | None:
 class Recorder:
     """The statements the app sends on both pools, each tagged with the request's caller."""
 
-    def __init__(self, app: Any) -> None:
-        db = services_of(app).db
+    def __init__(self, db: Database) -> None:
         self.statements: list[Statement] = []
         # Answers other than the expected ones, checked after the statements.
         self.unexpected: list[str] = []
@@ -245,8 +245,8 @@ def every_task_operation(
 
 
 @pytest.fixture
-def record(app: Any) -> Recorder:
-    return Recorder(app)
+def record(services: Services) -> Recorder:
+    return Recorder(services.db)
 
 
 def test_every_task_statement_is_scoped_by_its_owner(api, record):

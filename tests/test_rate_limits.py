@@ -58,7 +58,7 @@ def test_logins_over_the_ip_budget_are_429_with_retry_after(limited):
 
 def test_responses_of_limited_operations_say_what_is_left(limited):
     response = login(limited(auth_email="100/minute"))
-    assert response.status_code == 401
+    assert_problem(response, 401, "invalid_credentials")
     assert response.headers["ratelimit-limit"] == "3"
     assert response.headers["ratelimit-remaining"] == "2"
     assert 1 <= int(response.headers["ratelimit-reset"]) <= 60
@@ -66,35 +66,43 @@ def test_responses_of_limited_operations_say_what_is_left(limited):
 
 def test_one_email_is_limited_whatever_address_the_requests_come_from(limited):
     client = limited(auth="100/minute", trusted_proxies=("testclient",))
-    statuses = [login(client, "Jane@Example.com ", f"203.0.113.{i}").status_code for i in range(3)]
-    assert statuses == [401, 401, 429]
-    # Another account is not affected.
-    assert login(client, "other@example.com", "203.0.113.9").status_code == 401
+    responses = [login(client, "Jane@Example.com ", f"203.0.113.{i}") for i in range(3)]
+    for checked in responses[:2]:
+        assert_problem(checked, 401, "invalid_credentials")
+    body = assert_problem(responses[2], 429, "rate_limited")
+    assert "2 per 1 minute" in body["detail"]
+    # Another account is not affected: its password is still checked.
+    assert_problem(login(client, "other@example.com", "203.0.113.9"), 401, "invalid_credentials")
 
 
 def test_forwarded_for_counts_only_from_a_trusted_proxy(limited):
     untrusted = limited(auth_email="100/minute")
-    statuses = [login(untrusted, f"u{i}@example.com", f"198.51.100.{i}").status_code
-                for i in range(4)]  # fmt: skip
-    assert statuses[-1] == 429  # made-up addresses from an untrusted peer change nothing
+    responses = [login(untrusted, f"u{i}@example.com", f"198.51.100.{i}") for i in range(4)]
+    # Made-up addresses from an untrusted peer change nothing: one budget, spent by the fourth.
+    assert [r.headers["ratelimit-remaining"] for r in responses] == ["2", "1", "0", "0"]
+    assert_problem(responses[-1], 429, "rate_limited")
     behind_proxy = limited(auth_email="100/minute", trusted_proxies=("testclient",))
-    statuses = [login(behind_proxy, f"u{i}@example.com", f"198.51.100.{i}").status_code
-                for i in range(4)]  # fmt: skip
-    assert statuses == [401, 401, 401, 401]  # four clients behind the proxy
+    responses = [login(behind_proxy, f"u{i}@example.com", f"198.51.100.{i}") for i in range(4)]
+    # Four clients behind the proxy, each on a budget of its own.
+    assert [r.headers["ratelimit-remaining"] for r in responses] == ["2"] * 4
+    for response in responses:
+        assert_problem(response, 401, "invalid_credentials")
 
 
 def test_register_counts_against_the_same_budgets(limited):
     client = limited()
     body = {"email": "new@example.com", "password": PASSWORD, "name": "New"}
     assert client.post("/api/v1/auth/register", json=body).status_code == 201
-    assert client.post("/api/v1/auth/register", json=body).status_code == 409
+    assert_problem(client.post("/api/v1/auth/register", json=body), 409, "email_taken")
     assert_problem(client.post("/api/v1/auth/register", json=body), 429, "rate_limited")
 
 
 def test_a_malformed_login_body_still_counts_against_the_ip(limited):
     client = limited()
     for _ in range(3):
-        assert client.post("/api/v1/auth/login", content=b"{not json").status_code == 400
+        assert_problem(
+            client.post("/api/v1/auth/login", content=b"{not json"), 400, "validation_failed"
+        )
     assert_problem(login(client), 429, "rate_limited")
 
 

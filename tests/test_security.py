@@ -11,7 +11,7 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import JWT_SECRET, assert_problem, services_of
+from tests.conftest import JWT_SECRET, assert_problem
 
 
 def claims_for(uid, **overrides):
@@ -97,7 +97,7 @@ def test_the_scheme_is_case_insensitive(api, user_id, scheme):
 @pytest.mark.parametrize("forgery", FORGERIES)
 def test_forged_or_broken_tokens_are_401(api, user_id, forgery):
     response = get_tasks(api, f"Bearer {FORGERIES[forgery](user_id)}")
-    assert response.status_code == 401
+    assert_problem(response, 401, "invalid_token")
     assert response.json()["detail"] == "Invalid or expired token"
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
 
@@ -113,7 +113,7 @@ def test_forged_or_broken_tokens_are_401(api, user_id, forgery):
 )
 def test_malformed_authorization_headers_are_401(api, authorization, detail):
     response = get_tasks(api, authorization)
-    assert response.status_code == 401
+    assert_problem(response, 401)
     assert response.json()["detail"] == detail
     assert response.headers["www-authenticate"] == 'Bearer realm="taskapi"'
 
@@ -129,9 +129,11 @@ def test_a_token_in_the_query_string_is_not_accepted(api, auth):
     assert body["detail"] == "Authorization header required"
 
 
-def test_token_of_a_deleted_user_is_401_everywhere_and_creates_nothing(api, auth, app, user_id):
+def test_token_of_a_deleted_user_is_401_everywhere_and_creates_nothing(
+    api, auth, services, user_id
+):
     task = api.create_task(auth)
-    engine = services_of(app).db.engine
+    engine = services.db.engine
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM users WHERE id = :id"), {"id": user_id})
     calls = [
@@ -143,14 +145,14 @@ def test_token_of_a_deleted_user_is_401_everywhere_and_creates_nothing(api, auth
     ]
     for method, path, body in calls:
         response = api.client.request(method, path, json=body, headers=auth)
-        assert response.status_code == 401, (method, path)
+        assert_problem(response, 401, "invalid_token")
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM tasks")).scalar() == 0
 
 
-def test_passwords_are_stored_as_bcrypt_hashes(api, app):
+def test_passwords_are_stored_as_bcrypt_hashes(api, services):
     api.register("jane@example.com", password="correct-horse")
-    engine = services_of(app).db.engine
+    engine = services.db.engine
     with engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT password_hash FROM users")).scalar()
     assert stored.startswith("$2b$04$")

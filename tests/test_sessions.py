@@ -32,8 +32,8 @@ def test_login_returns_a_refresh_token_and_token_metadata(session):
     assert session["user"]["email"] == "jane@example.com"
 
 
-def test_refresh_tokens_are_stored_only_as_hashes(api, app, session):
-    engine = services_of(app).db.engine
+def test_refresh_tokens_are_stored_only_as_hashes(api, services, session):
+    engine = services.db.engine
     with engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT token_hash FROM refresh_tokens")).scalars().all()
     assert session["refresh_token"] not in stored
@@ -55,10 +55,10 @@ def test_refresh_issues_new_tokens_that_work(api, session):
 def test_reusing_a_refresh_token_revokes_its_whole_family(api, session):
     first = refresh(api, session["refresh_token"]).json()["data"]
     replay = refresh(api, session["refresh_token"])
-    assert replay.status_code == 401
+    assert_problem(replay, 401, "invalid_refresh_token")
     assert replay.json()["detail"] == "Invalid or expired refresh token"
     # The legitimate successor dies with the family: whoever holds it must log in again.
-    assert refresh(api, first["refresh_token"]).status_code == 401
+    assert_problem(refresh(api, first["refresh_token"]), 401, "invalid_refresh_token")
 
 
 def test_other_sessions_survive_a_revoked_family(api, session):
@@ -74,19 +74,18 @@ def test_other_sessions_survive_a_revoked_family(api, session):
 @pytest.mark.parametrize("token", ["nope", "x" * 512])
 def test_unknown_refresh_tokens_are_401(api, token):
     response = refresh(api, token)
-    assert response.status_code == 401
+    assert_problem(response, 401, "invalid_refresh_token")
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
 def test_expired_refresh_tokens_are_401(make_app, settings):
-    client = make_app(settings, refresh_token_ttl=60).test_client()
+    app = make_app(settings, refresh_token_ttl=60)
+    client = app.test_client()
     body = {"email": "jane@example.com", "password": PASSWORD, "name": "Jane"}
     client.post("/api/v1/auth/register", json=body)
     token = client.post("/api/v1/auth/login", json=body).json()["data"]["refresh_token"]
-    engine = sa.create_engine(settings.database_url, poolclass=sa.NullPool)
-    with engine.begin() as conn:
+    with services_of(app).db.engine.begin() as conn:
         conn.execute(sa.text("UPDATE refresh_tokens SET expires_at = created_at"))
-    engine.dispose()
     response = client.post("/api/v1/auth/refresh", json={"refresh_token": token})
     assert_problem(response, 401, "invalid_refresh_token")
 
@@ -99,9 +98,9 @@ def test_logout_ends_the_session_and_the_access_token(api, session):
     )
     assert response.status_code == 204
     assert response.content == b""
-    assert refresh(api, session["refresh_token"]).status_code == 401
+    assert_problem(refresh(api, session["refresh_token"]), 401, "invalid_refresh_token")
     denied = api.client.get("/api/v1/tasks", headers=bearer(session))
-    assert denied.status_code == 401
+    assert_problem(denied, 401, "invalid_token")
     assert denied.json()["detail"] == "Invalid or expired token"
 
 
@@ -161,7 +160,7 @@ def test_patch_me_renames(api, session, content_type):
 
 def test_patch_me_validates_the_name(api, session):
     response = api.client.patch("/api/v1/auth/me", json={"name": "J"}, headers=bearer(session))
-    assert response.status_code == 400
+    assert_problem(response, 400, "validation_failed")
     assert response.json()["detail"] == "name: at least 2 characters"
 
 
@@ -179,8 +178,8 @@ def test_password_change_retires_every_earlier_token(api, session):
     assert response.status_code == 200
     fresh = response.json()["data"]
     for old in (session, other):
-        assert api.client.get("/api/v1/tasks", headers=bearer(old)).status_code == 401
-        assert refresh(api, old["refresh_token"]).status_code == 401
+        assert_problem(api.client.get("/api/v1/tasks", headers=bearer(old)), 401, "invalid_token")
+        assert_problem(refresh(api, old["refresh_token"]), 401, "invalid_refresh_token")
     assert api.client.get("/api/v1/tasks", headers=bearer(fresh)).status_code == 200
     assert refresh(api, fresh["refresh_token"]).status_code == 200
     assert_problem(api.login("jane@example.com"), 401, "invalid_credentials")
@@ -189,32 +188,32 @@ def test_password_change_retires_every_earlier_token(api, session):
 
 def test_password_change_needs_the_current_password(api, session):
     response = change_password(api, session, "not-the-password", "brand-new-password")
-    assert response.status_code == 403
+    assert_problem(response, 403, "wrong_password")
     assert response.json()["detail"] == "password does not match"
     assert api.client.get("/api/v1/tasks", headers=bearer(session)).status_code == 200
 
 
 def test_new_password_follows_the_registration_rules(api, session):
     short = change_password(api, session, PASSWORD, "short")
-    assert short.status_code == 400
+    assert_problem(short, 400, "validation_failed")
     assert short.json()["detail"] == "new_password: at least 8 characters"
     wide = change_password(api, session, PASSWORD, "é" * 72)
-    assert wide.status_code == 400
+    assert_problem(wide, 400, "validation_failed")
     assert wide.json()["errors"] == [
         {"field": "new_password", "message": "at most 72 bytes when UTF-8 encoded"}
     ]
 
 
-def test_deleting_the_account_takes_its_tasks_and_tokens(api, app, session):
+def test_deleting_the_account_takes_its_tasks_and_tokens(api, services, session):
     api.create_task(bearer(session))
     response = api.client.request(
         "DELETE", "/api/v1/auth/me", json={"password": PASSWORD}, headers=bearer(session)
     )
     assert response.status_code == 204
-    assert api.client.get("/api/v1/auth/me", headers=bearer(session)).status_code == 401
-    assert refresh(api, session["refresh_token"]).status_code == 401
-    assert api.login("jane@example.com").status_code == 401
-    engine = services_of(app).db.engine
+    assert_problem(api.client.get("/api/v1/auth/me", headers=bearer(session)), 401, "invalid_token")
+    assert_problem(refresh(api, session["refresh_token"]), 401, "invalid_refresh_token")
+    assert_problem(api.login("jane@example.com"), 401, "invalid_credentials")
+    engine = services.db.engine
     with engine.connect() as conn:
         for table in (User, Task, RefreshToken):
             assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0

@@ -57,7 +57,7 @@ def test_due_date_keeps_microseconds_and_is_returned_in_utc(api, auth):
 def test_title_counts_characters_not_bytes(api, auth):
     assert api.create_task(auth, title="😀" * 200)["title"] == "😀" * 200
     response = api.client.post("/api/v1/tasks", json={"title": "😀" * 201}, headers=auth)
-    assert response.status_code == 400
+    assert_problem(response, 400, "validation_failed")
     assert response.json()["detail"] == "title: at most 200 characters"
 
 
@@ -85,7 +85,7 @@ def test_title_counts_characters_not_bytes(api, auth):
 )
 def test_invalid_task_bodies_are_400_with_the_rule(api, auth, body, message):
     response = api.client.post("/api/v1/tasks", json=body, headers=auth)
-    assert response.status_code == 400
+    assert_problem(response, 400, "validation_failed")
     assert response.json()["detail"] == message
 
 
@@ -133,24 +133,25 @@ def test_put_replaces_writable_fields_and_bumps_updated_at(api, auth):
 def test_put_validates_like_create_and_changes_nothing_on_error(api, auth):
     task = api.create_task(auth, title="Keep")
     response = api.client.put(f"/api/v1/tasks/{task['id']}", json={"title": ""}, headers=auth)
-    assert response.status_code == 400
+    assert_problem(response, 400, "validation_failed")
     fetched = api.client.get(f"/api/v1/tasks/{task['id']}", headers=auth).json()["data"]
     assert fetched == task
 
 
 def test_delete_removes_the_task(api, auth):
     task = api.create_task(auth)
-    response = api.client.delete(f"/api/v1/tasks/{task['id']}", headers=auth)
+    url = f"/api/v1/tasks/{task['id']}"
+    response = api.client.delete(url, headers=auth)
     assert response.status_code == 200
     assert response.json() == {"success": True, "data": "Task deleted successfully"}
-    assert api.client.get(f"/api/v1/tasks/{task['id']}", headers=auth).status_code == 404
-    assert api.client.delete(f"/api/v1/tasks/{task['id']}", headers=auth).status_code == 404
+    assert_problem(api.client.get(url, headers=auth), 404, "task_not_found")
+    assert_problem(api.client.delete(url, headers=auth), 404, "task_not_found")
 
 
 @pytest.mark.parametrize("method", ["get", "put", "delete"])
 def test_missing_task_is_404(api, auth, method):
     response = api.client.request(method, "/api/v1/tasks/424242", json={"title": "x"}, headers=auth)
-    assert response.status_code == 404
+    assert_problem(response, 404, "task_not_found")
     assert response.json()["detail"] == "Task not found"
 
 
@@ -162,7 +163,7 @@ def test_another_users_task_is_not_found_and_untouched(api, auth, method):
     response = api.client.request(
         method, f"/api/v1/tasks/{task['id']}", json={"title": "Hijacked"}, headers=auth
     )
-    assert response.status_code == 404
+    assert_problem(response, 404, "task_not_found")
     # Same answer as for an id that never existed: no existence oracle.
     assert response.json() == missing.json()
     assert "Private" not in response.text
@@ -185,8 +186,7 @@ def test_another_users_task_is_not_found_and_untouched(api, auth, method):
 def test_odd_ids_are_4xx(api, auth, path, status):
     for method in ("get", "put", "delete"):
         response = api.client.request(method, path, json={"title": "x"}, headers=auth)
-        assert response.status_code == status, (method, response.text)
-        assert response.headers["content-type"] == "application/problem+json"
+        assert_problem(response, status)
 
 
 @pytest.mark.parametrize("content_type", ["application/merge-patch+json", "application/json"])
@@ -229,7 +229,7 @@ def test_patch_null_clears_the_due_date(api, auth):
 def test_patch_validates_like_put(api, auth, body, message):
     task = api.create_task(auth)
     response = api.client.patch(f"/api/v1/tasks/{task['id']}", json=body, headers=auth)
-    assert response.status_code == 400
+    assert_problem(response, 400, "validation_failed")
     assert response.json()["detail"] == message
 
 
@@ -256,12 +256,8 @@ def test_patch_ignores_read_only_fields(api, auth):
 def test_patch_of_another_users_task_is_404(api, auth):
     owner = api.user()
     task = api.create_task(owner)
-    assert (
-        api.client.patch(
-            f"/api/v1/tasks/{task['id']}", json={"title": "x"}, headers=auth
-        ).status_code
-        == 404
-    )
+    response = api.client.patch(f"/api/v1/tasks/{task['id']}", json={"title": "x"}, headers=auth)
+    assert_problem(response, 404, "task_not_found")
     fetched = api.client.get(f"/api/v1/tasks/{task['id']}", headers=owner).json()["data"]
     assert fetched == task
 
@@ -281,7 +277,7 @@ def test_batch_creates_all_in_order(api, auth):
 def test_batch_is_all_or_nothing_with_errors_by_index(api, auth):
     body = {"tasks": [{"title": "fine"}, {"title": ""}, {"title": "x", "status": "done"}]}
     response = api.client.post("/api/v1/tasks/batch", json=body, headers=auth)
-    assert response.status_code == 400
+    assert_problem(response, 400, "validation_failed")
     assert response.json()["errors"] == [
         {"field": "tasks[1].title", "message": "must not be empty"},
         {"field": "tasks[2].status", "message": "must be one of pending, in_progress, completed"},

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import assert_problem
+
 
 def list_tasks(api, headers, **params):
     response = api.client.get("/api/v1/tasks", params=params, headers=headers)
@@ -75,8 +77,7 @@ def test_lists_only_the_callers_tasks(api, auth):
 )
 def test_bad_query_parameters_are_400(api, auth, params, message):
     response = api.client.get("/api/v1/tasks", params=params, headers=auth)
-    assert response.status_code == 400
-    assert response.headers["content-type"] == "application/problem+json"
+    assert_problem(response, 400, "validation_failed")
     assert response.json()["detail"] == message
 
 
@@ -184,7 +185,7 @@ def test_filters_reject_dates_without_a_zone(api, auth):
     response = api.client.get(
         "/api/v1/tasks", params={"due_before": "2026-01-01T00:00:00"}, headers=auth
     )
-    assert response.status_code == 400
+    assert_problem(response, 400, "validation_failed")
     assert response.json()["errors"][0]["field"] == "due_before"
 
 
@@ -272,7 +273,7 @@ def test_a_cursor_keeps_its_own_order(api, auth):
 )
 def test_a_cursor_the_api_did_not_issue_is_400(api, auth, cursor):
     response = api.client.get("/api/v1/tasks", params={"cursor": cursor}, headers=auth)
-    assert response.status_code == 400
+    assert_problem(response, 400, "validation_failed")
     assert response.json()["detail"] == "cursor: is not a cursor this API issued"
 
 

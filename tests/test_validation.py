@@ -72,8 +72,7 @@ def test_date_times_need_a_time_zone_and_a_year_utc_can_hold(api, auth):
 
 def test_int64_parameters_must_fit_in_64_bits(api, auth):
     response = api.client.get("/api/v1/tasks/9223372036854775808", headers=auth)
-    assert response.status_code == 400
-    assert assert_problem(response, 400)["errors"][0]["field"] == "id"
+    assert assert_problem(response, 400, "validation_failed")["errors"][0]["field"] == "id"
 
 
 def test_a_json_body_without_a_content_type_reaches_the_handler_as_json(api, auth):

@@ -23,9 +23,9 @@ from tests.bench import client
 
 pytestmark = [pytest.mark.reliability, pytest.mark.live]
 
-IN_FLIGHT = 12
+IN_FLIGHT = 20
 DRAIN = 1.0
-GRACE = 10.0
+GRACE = 20.0  # the default, SHUTDOWN_GRACE_SECONDS
 PROBE_INTERVAL = 0.05
 PROBE_TIMEOUT = 2.0
 # uvicorn's supervisor looks at its signals every 0.5 s before it passes SIGTERM on.

@@ -92,7 +92,7 @@ bench: $(INSTALLED) $(BENCH_VENV)/.installed
 		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 			&& { apt-get install -y -q wrk || { apt-get update -q && apt-get install -y -q wrk; }; }; } \
 		|| { echo "make bench needs wrk: apt-get install wrk (Debian, Ubuntu) or brew install wrk"; exit 1; }
-	TASKAPI_BIN=$(BENCH_VENV)/bin/taskapi $(BIN)/python -m tests.bench.run $(BENCH_ARGS)
+	TASKAPI_BIN=$(CURDIR)/$(BENCH_VENV)/bin/taskapi $(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 
 # The Dockerfile (hadolint), the compose file (the Compose Specification) and the Kubernetes
 # manifests (rendered by kustomize, validated strictly against K8S_VERSION), all offline.

@@ -30,9 +30,11 @@ PROBE_INTERVAL = 0.05
 PROBE_TIMEOUT = 2.0
 # uvicorn's supervisor looks at its signals every 0.5 s before it passes SIGTERM on.
 SIGNAL_DELAY = 0.5
-# A connection accepted in the instant its worker stops listening is closed unread: a reset
-# at once, never a wait.
+# A connection a worker accepted in the instant it stopped listening is closed unread
+# (uvicorn closes connections that have not sent a request yet): a reset at once, never a
+# wait, and at most one or so per worker.
 INSTANT = 0.25
+WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ def test_sigterm_drains_finishes_requests_in_flight_and_exits_0(make_server, fig
     assert refused_from is not None, probes
     assert refused_from < exited, probes
     assert all(p.seconds < INSTANT for p in failed), failed
-    assert len(failed) <= 1, failed
+    assert len(failed) <= WORKERS, failed
     assert returncode == 0
     assert exited < DRAIN + GRACE
 

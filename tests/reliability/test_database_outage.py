@@ -16,7 +16,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.reliability.conftest import CHEAP_LOGINS, Traffic, worker_pids
+from tests.reliability.harness import CHEAP_LOGINS, Traffic, worker_pids
 
 pytestmark = [pytest.mark.reliability, pytest.mark.live]
 

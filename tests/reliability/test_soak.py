@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.bench.report import percentile
-from tests.reliability.conftest import CHEAP_LOGINS, Traffic, rss_mb, worker_pids
+from tests.reliability.harness import CHEAP_LOGINS, Traffic, rss_mb, worker_pids
 
 pytestmark = [pytest.mark.reliability, pytest.mark.live]
 

@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 NPM_INSTALLED := node_modules/.installed
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test lint fmt migrate contract spec examples compat client browser bench deploy-check install clean
+.PHONY: run test reliability lint fmt migrate contract spec examples compat client browser bench deploy-check install clean
 
 run: $(INSTALLED)
 	$(BIN)/taskapi serve
@@ -15,6 +15,12 @@ run: $(INSTALLED)
 # With npm around, the pinned node tools come too: tests/test_browser.py drives Chromium with them.
 test: lint $(if $(shell command -v npm),$(NPM_INSTALLED))
 	$(BIN)/pytest --junitxml=reports/pytest.xml
+
+# The reliability suite alone: a login flood, a PostgreSQL outage, SIGTERM with requests in
+# flight and a soak, against `taskapi serve --workers 2` on a PostgreSQL cluster of its own
+# (initdb and pg_ctl). `make test` runs it too; its figures close pytest's output.
+reliability: $(INSTALLED)
+	$(BIN)/pytest -m reliability tests/reliability
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -86,7 +92,7 @@ bench: $(INSTALLED) $(BENCH_VENV)/.installed
 		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 			&& { apt-get install -y -q wrk || { apt-get update -q && apt-get install -y -q wrk; }; }; } \
 		|| { echo "make bench needs wrk: apt-get install wrk (Debian, Ubuntu) or brew install wrk"; exit 1; }
-	TASKAPI_BIN=$(BENCH_VENV)/bin/taskapi $(BIN)/python -m tests.bench.run $(BENCH_ARGS)
+	TASKAPI_BIN=$(CURDIR)/$(BENCH_VENV)/bin/taskapi $(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 
 # The Dockerfile (hadolint), the compose file (the Compose Specification) and the Kubernetes
 # manifests (rendered by kustomize, validated strictly against K8S_VERSION), all offline.

@@ -5,6 +5,10 @@ multiprocess directory (a fresh one of its own unless PROMETHEUS_MULTIPROC_DIR n
 which is emptied: files left by an earlier run would add stale counts), the worker count
 (exported, so each worker sizes its bcrypt slots), and the `/metrics` listener on
 METRICS_PORT, which adds up every worker's values and is not on the API's port.
+
+With more than one worker this process supervises them (uvicorn's supervisor), and on SIGTERM
+it passes the signal on and lets go of the listening socket, so that once the workers have
+drained and stopped listening, new connections are refused instead of waiting unanswered.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from taskapi.config import Settings
 from taskapi.logs import log_config
@@ -22,6 +30,7 @@ from taskapi.metrics import MULTIPROC_ENV
 
 log = logging.getLogger("taskapi.server")
 
+APP = "taskapi.app:create_app"
 TEST_CLIENT_WARNING = "ignore:Using `httpx` with `starlette.testclient` is deprecated:UserWarning"
 
 
@@ -35,8 +44,6 @@ def serve(
     access_log: bool | None = None,
 ) -> None:
     """Serve the API until SIGTERM or SIGINT (see taskapi/lifecycle.py for the drain)."""
-    import uvicorn
-
     logging.config.dictConfig(log_config(settings))  # for what is logged before uvicorn starts
     os.environ["WEB_CONCURRENCY"] = str(workers)
     # Connexion imports Starlette's test client as it loads, and Starlette warns on every
@@ -46,29 +53,48 @@ def serve(
     )
     if access_log is not None:
         os.environ["ACCESS_LOG"] = "true" if access_log else "false"
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_config": log_config(settings),
+        "log_level": settings.log_level,
+        # TaskAPI logs each request itself (taskapi.access), with more in each line.
+        "access_log": False,
+        # X-Forwarded-* are believed from TRUSTED_PROXIES only, inside the app.
+        "proxy_headers": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": int(settings.shutdown_grace),
+    }
     metrics_dir, created = _metrics_directory()
     try:
         if settings.metrics_port:
             _start_metrics_listener(host, settings.metrics_port)
-        uvicorn.run(
-            "taskapi.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            reload=reload,
-            log_config=log_config(settings),
-            log_level=settings.log_level,
-            # TaskAPI logs each request itself (taskapi.access), with more in each line.
-            access_log=False,
-            # X-Forwarded-* are believed from TRUSTED_PROXIES only, inside the app.
-            proxy_headers=False,
-            server_header=False,
-            timeout_graceful_shutdown=int(settings.shutdown_grace),
-        )
+        if workers > 1 and not reload:
+            config = uvicorn.Config(APP, **options)
+            Supervisor(config, sockets=[config.bind_socket()]).run()
+        else:
+            uvicorn.run(APP, reload=reload, **options)
     finally:
         if created:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's supervisor of the worker processes, letting go of the socket on SIGTERM.
+
+    The workers were handed copies of the listening socket. Each keeps serving on its own
+    copy while it drains and closes it when it stops listening. If this process still held
+    its copy, the kernel would go on accepting connections that no process reads, to reset
+    them only when it exits, up to SHUTDOWN_GRACE_SECONDS later; without it, the last
+    worker to close its copy closes the socket, and new connections are refused at once.
+    """
+
+    def handle_term(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        super().handle_term()
 
 
 def _metrics_directory() -> tuple[Path, bool]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -32,6 +32,14 @@ def status_class(status: int | None) -> str:
     if str(status) in STATUS_CLASSES:
         return str(status)
     return "other 5xx" if 500 <= status < 600 else "other"
+
+
+class Answer(NamedTuple):
+    """One login's answer: its status (None: none came), how long it took, its problem code."""
+
+    status: int | None
+    elapsed_ms: float
+    code: str | None = None
 
 
 class Probe:
@@ -75,7 +83,7 @@ class LoginFlood:
         self.account = account
         self.rate = rate
         self.total = round(rate * seconds)
-        self.answers: list[tuple[int | None, float]] = []
+        self.answers: list[Answer] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         limits = httpx.Limits(max_connections=MAX_LOGINS_IN_FLIGHT)
@@ -108,21 +116,26 @@ class LoginFlood:
         password = self.account.password if right_password else "wrong-password-123"
         body = {"email": self.account.email, "password": password}
         started = time.perf_counter()
+        status: int | None = None
+        code: str | None = None
         try:
-            status: int | None = self._api.post("/api/v1/auth/login", json=body).status_code
+            response = self._api.post("/api/v1/auth/login", json=body)
+            status = response.status_code
+            if response.headers.get("content-type") == "application/problem+json":
+                code = response.json().get("code")
         except httpx.TransportError:
-            status = None
+            pass
         with self._lock:
-            self.answers.append((status, (time.perf_counter() - started) * 1000))
+            self.answers.append(Answer(status, (time.perf_counter() - started) * 1000, code))
 
     def summary(self) -> dict[str, Any]:
         by_status = dict.fromkeys(STATUS_CLASSES, 0)
-        for status, _ in self.answers:
-            by_status[status_class(status)] += 1
+        for answer in self.answers:
+            by_status[status_class(answer.status)] += 1
         return {
             "sent": self.sent,
             "by_status": by_status,
-            "latency": latency_summary([elapsed for _, elapsed in self.answers]),
+            "latency": latency_summary([answer.elapsed_ms for answer in self.answers]),
         }
 
 

@@ -63,31 +63,69 @@ def _as_postgres(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command]
 
 
+class Cluster:
+    """A PostgreSQL cluster of our own on 127.0.0.1:`port`, in a temporary directory.
+
+    `start()` and `stop()` may be called again and again, as an outage test needs; `remove()`
+    stops it if it runs, copies its log to `workdir` and deletes it.
+    """
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port = port
+        self.workdir = workdir
+        self.bindir = server_bin_dir()
+        self.root = Path(tempfile.mkdtemp(prefix="taskapi-bench-pg-"))
+        self.data, self.log = self.root / "data", self.root / "postgresql.log"
+        self.running = False
+        try:
+            if os.geteuid() == 0:
+                shutil.chown(self.root, "postgres", "postgres")
+            # --no-sync only skips initdb's own fsyncs at creation; the server keeps fsync on.
+            initdb = [self.bindir / "initdb", "-D", self.data, "-U", "postgres", "-A", "trust"]
+            _run_pg([*initdb, "-E", "UTF8", "--no-locale", "--no-sync"], cwd=self.root)
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+
+    @property
+    def url(self) -> str:
+        """The admin URL, to the `postgres` database."""
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+            f"-c unix_socket_directories={self.root} -c max_connections={MAX_CONNECTIONS}"
+        )
+        pg_ctl = [self.bindir / "pg_ctl", "-D", self.data, "-l", self.log, "-o", options]
+        _run_pg([*pg_ctl, "-w", "start"], cwd=self.root)
+        self.running = True
+
+    def stop(self, mode: str = "fast") -> None:
+        """`pg_ctl stop -m <mode>`: fast ends every session at once, rolling back their work."""
+        _run_pg([self.bindir / "pg_ctl", "-D", self.data, "-m", mode, "-w", "stop"], cwd=self.root)
+        self.running = False
+
+    def remove(self) -> None:
+        try:
+            if self.running:
+                self.stop()
+        finally:
+            if self.log.is_file():
+                shutil.copyfile(self.log, self.workdir / self.log.name)
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def throwaway_cluster(port: int, workdir: Path) -> Iterator[str]:
     """A fresh cluster on 127.0.0.1:`port`, deleted on exit; its log is copied to workdir."""
-    bindir = server_bin_dir()
-    root = Path(tempfile.mkdtemp(prefix="taskapi-bench-pg-"))
-    data, log = root / "data", root / "postgresql.log"
+    cluster = Cluster(port, workdir)
     try:
-        if os.geteuid() == 0:
-            shutil.chown(root, "postgres", "postgres")
-        # --no-sync only skips initdb's own fsyncs at creation; the server keeps fsync on.
-        initdb = [bindir / "initdb", "-D", data, "-U", "postgres", "-A", "trust"]
-        _run_pg([*initdb, "-E", "UTF8", "--no-locale", "--no-sync"], cwd=root)
-        options = (
-            f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} "
-            f"-c max_connections={MAX_CONNECTIONS}"
-        )
-        _run_pg([bindir / "pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "start"], cwd=root)
-        try:
-            yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
-        finally:
-            _run_pg([bindir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop"], cwd=root)
+        cluster.start()
+        yield cluster.url
     finally:
-        if log.is_file():
-            shutil.copyfile(log, workdir / log.name)
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.remove()
 
 
 def _run_pg(command: list[str | Path], *, cwd: Path) -> None:

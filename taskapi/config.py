@@ -226,7 +226,7 @@ class Settings:
     )
     body_timeout: float = setting(
         "REQUEST_BODY_TIMEOUT",
-        "seconds to wait for more of a request body before answering 408",
+        "seconds a request body may take to arrive in full before a 408",
         10.0,
         minimum=0.001,
     )

@@ -15,15 +15,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from taskapi import timestamps
 from taskapi.errors import InvalidInput
-from taskapi.models import Task
+from taskapi.models import (
+    DUE_DATE_KEY,
+    NO_DUE_DATE,
+    PRIORITY_RANK,
+    PRIORITY_RANKS,
+    TITLE_KEY,
+    Task,
+)
 
-PRIORITY_RANKS = {"low": 1, "medium": 2, "high": 3}
-PRIORITY_RANK = case(PRIORITY_RANKS, value=Task.priority)
 SORTABLE = ("created_at", "updated_at", "due_date", "priority", "title")
 CURSOR_VERSION = 1
 
@@ -76,7 +81,7 @@ def list_owned(s: Session, *, owner_id: int, query: ListQuery) -> Page:
     if query.cursor is not None:
         # The cursor carries the order it was issued in, and wins over `sort` as over `page`.
         sort, last_key, last_id = decode_cursor(query.cursor)
-        key = _sort_key(sort.key, dialect)
+        key = _sort_key(sort, dialect)
         where.append(_after(key, sort, last_key, last_id))
         statement = select(Task).where(*where).order_by(*_order(key, sort))
         rows = list(s.scalars(statement.limit(query.limit + 1)))
@@ -88,28 +93,29 @@ def list_owned(s: Session, *, owner_id: int, query: ListQuery) -> Page:
     offset = (query.page - 1) * query.limit
     if offset >= total:
         return Page([], total, None)
-    key = _sort_key(query.sort.key, dialect)
+    key = _sort_key(query.sort, dialect)
     statement = select(Task).where(*where).order_by(*_order(key, query.sort))
     rows = list(s.scalars(statement.limit(query.limit).offset(offset)))
     more = offset + len(rows) < total
     return Page(rows, total, _encode(rows[-1], query.sort) if more else None)
 
 
-def _sort_key(name: str, dialect: str) -> ColumnElement[Any]:
-    if name == "priority":
+def _sort_key(sort: Sort, dialect: str) -> ColumnElement[Any]:
+    """The sort key as the index on it spells it (taskapi/models.py)."""
+    if sort.key == "priority":
         return PRIORITY_RANK
-    if name == "title" and dialect == "postgresql":
-        # Code-point order, which is what SQLite's BINARY collation gives: the same on both.
-        return Task.title.collate("C")
-    column: ColumnElement[Any] = getattr(Task, name)
+    if sort.key == "due_date":
+        return DUE_DATE_KEY[sort.descending]
+    if sort.key == "title":
+        return TITLE_KEY[dialect]
+    column: ColumnElement[Any] = getattr(Task, sort.key)
     return column
 
 
 def _order(key: ColumnElement[Any], sort: Sort) -> list[ColumnElement[Any]]:
-    direction = key.desc() if sort.descending else key.asc()
-    if sort.key == "due_date":
-        direction = direction.nulls_last()  # tasks without a due date come last either way
-    return [direction, Task.id.desc() if sort.descending else Task.id.asc()]
+    if sort.descending:
+        return [key.desc(), Task.id.desc()]
+    return [key.asc(), Task.id.asc()]
 
 
 def _filters(query: ListQuery, dialect: str) -> list[ColumnElement[bool]]:
@@ -150,13 +156,12 @@ def _contains(column: Any, text: str, dialect: str) -> ColumnElement[bool]:
 
 def _after(key: ColumnElement[Any], sort: Sort, last_key: Any, last_id: int) -> ColumnElement[bool]:
     """Rows that sort after (last_key, last_id), as a row comparison an index can serve."""
-    later = operator.lt if sort.descending else operator.gt
-    if last_key is None:  # only due_date is nullable, and its nulls come last
-        return and_(key.is_(None), later(Task.id, last_id))
-    position: ColumnElement[bool] = later(
-        tuple_(key, Task.id), tuple_(literal(last_key, key.type), literal(last_id))
-    )
-    return or_(position, key.is_(None)) if sort.key == "due_date" else position
+    later, from_ = (operator.lt, operator.le) if sort.descending else (operator.gt, operator.ge)
+    # Only due_date is nullable, and its key stands in for NULL with what sorts last.
+    bound = NO_DUE_DATE[sort.descending] if last_key is None else literal(last_key, key.type)
+    # The key's own bound repeats part of the row comparison for SQLite, which starts an index
+    # range on an expression (priority, due_date) from a plain comparison only.
+    return and_(from_(key, bound), later(tuple_(key, Task.id), tuple_(bound, literal(last_id))))
 
 
 def _key_of(task: Task, sort: Sort) -> Any:

@@ -164,6 +164,23 @@ class IdempotencyKey(Base):
     response_body: Mapped[str | None] = mapped_column(Text)
 
 
+class TaskCount(Base):
+    """How many tasks an owner has of one status and priority: the list's `total`, uncounted.
+
+    Kept by triggers on `tasks` (migration 0003), in the transaction of every insert, update and
+    delete of tasks, so no writer can leave it behind and no request pays a statement for it.
+    """
+
+    __tablename__ = "task_counts"
+
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    priority: Mapped[str] = mapped_column(String(10), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
 def only_on(dialect: str, index: Index) -> Index:
     """`index`, created on `dialect` only, and compared with that dialect's schema only."""
     index.info["only_on"] = dialect

@@ -178,8 +178,8 @@ def test_upgrading_keeps_existing_users_and_tasks(empty_database_url):
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT title, version FROM tasks")).all() == [("kept", 1)]
         assert conn.execute(sa.text("SELECT token_version FROM users")).scalar() == 0
-        counts = conn.execute(sa.text("SELECT user_id, status, priority, n FROM task_counts"))
-        assert counts.all() == [(1, "pending", "medium", 1)]
+        counts = conn.execute(sa.text("SELECT * FROM task_counts"))
+        assert counts.all() == [(1, "pending", "medium", 1, 1)]  # task 1 counts in slot 1
     engine.dispose()
 
 

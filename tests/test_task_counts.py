@@ -21,20 +21,22 @@ KEYS = list(product(TASK_STATUSES, TASK_PRIORITIES))
 
 
 def stored_counts(db, owner_id):
-    """{(status, priority): n} as task_counts has it, and as counting the tasks gives it."""
+    """{(status, priority, slot): n} as task_counts has it, and as counting the tasks gives it."""
     with db.reading() as s:
         kept = s.execute(
-            sa.text("SELECT status, priority, n FROM task_counts WHERE user_id = :u AND n <> 0"),
+            sa.text(
+                "SELECT status, priority, slot, n FROM task_counts WHERE user_id = :u AND n <> 0"
+            ),
             {"u": owner_id},
         )
         counted = s.execute(
             sa.text(
-                "SELECT status, priority, count(*) FROM tasks WHERE user_id = :u "
-                "GROUP BY status, priority"
+                "SELECT status, priority, id % 16, count(*) FROM tasks WHERE user_id = :u "
+                "GROUP BY status, priority, id % 16"
             ),
             {"u": owner_id},
         )
-        return {(st, pr): n for st, pr, n in kept}, {(st, pr): n for st, pr, n in counted}
+        return {tuple(key): n for *key, n in kept}, {tuple(key): n for *key, n in counted}
 
 
 def totals(api, headers):
@@ -99,10 +101,10 @@ def test_total_follows_creates_batches_updates_patches_and_deletes(app, api, aut
 
 def test_a_deleted_accounts_counts_go_with_it(app, api, auth):
     me = api.client.get("/api/v1/auth/me", headers=auth).json()["data"]["id"]
-    for status in TASK_STATUSES:
-        api.create_task(auth, status=status)
+    ids = [api.create_task(auth, status=status)["id"] for status in TASK_STATUSES]
     db = services_of(app).db
-    assert stored_counts(db, me)[0] == {(s, "medium"): 1 for s in TASK_STATUSES}
+    kept = stored_counts(db, me)[0]
+    assert kept == {(s, "medium", i % 16): 1 for s, i in zip(TASK_STATUSES, ids, strict=True)}
     response = api.client.request(
         "DELETE", "/api/v1/auth/me", json={"password": "password123"}, headers=auth
     )
@@ -146,11 +148,12 @@ def test_concurrent_writes_of_one_owner_lose_no_count(settings):
 
     Each count is an upsert in the writing transaction, taken in key order, so none is lost to a
     race and no two writers deadlock; any error (a deadlock, a lock timeout) fails the test.
+    Moves and deletes pick tasks of two of the 16 slots, where concurrent writers share rows.
     """
     db = Database(replace(settings, db_max_open_conns=24, db_max_idle_conns=24))
     with db.transaction() as s:
         owner = users.register(s, email="counts@example.com", name="C", password_hash="x").id
-    threads, rounds = 8, 25
+    threads, rounds = 8, 60
     start = threading.Barrier(threads)
     errors: list[BaseException] = []
     ids: list[int] = []
@@ -167,7 +170,9 @@ def test_concurrent_writes_of_one_owner_lose_no_count(settings):
             for _ in range(rounds):
                 action = rng.choice(("create", "batch", "move", "move", "delete"))
                 with lock:
-                    target = rng.choice(ids) if ids else None
+                    # Tasks of two slots only, so that writers meet on the same counts.
+                    shared = [i for i in ids if i % 16 < 2]
+                    target = rng.choice(shared) if shared else None
                 if target is None and action in ("move", "delete"):
                     action = "create"
                 made = []

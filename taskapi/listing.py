@@ -1,8 +1,10 @@
 """Listing the caller's tasks: filters, sorting, offset pages and keyset cursors.
 
-Offset pages (`page`) count the filtered set, as the seed API does. A cursor instead names the
-last row seen, so the next page starts from it through the index: page 50,000 costs what page 1
-costs. Every page answers `next_cursor`, so a client can switch at any point.
+Offset pages (`page`) answer the size of the filtered set, as the seed API does: read from
+`task_counts` when the filters are status and priority only, counted otherwise. Every sort has an
+index (taskapi/models.py), so page 1 is read off it; page N skips N - 1 pages of it. A cursor
+instead names the last row seen, so the next page starts from it through the index: page 50,000
+costs what page 1 costs. Every page answers `next_cursor`, so a client can switch at any point.
 """
 
 from __future__ import annotations
@@ -15,15 +17,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from taskapi import timestamps
 from taskapi.errors import InvalidInput
-from taskapi.models import Task
+from taskapi.models import (
+    DUE_DATE_KEY,
+    NO_DUE_DATE,
+    PRIORITY_RANK,
+    PRIORITY_RANKS,
+    TITLE_KEY,
+    Task,
+    TaskCount,
+)
 
-PRIORITY_RANKS = {"low": 1, "medium": 2, "high": 3}
-PRIORITY_RANK = case(PRIORITY_RANKS, value=Task.priority)
 SORTABLE = ("created_at", "updated_at", "due_date", "priority", "title")
 CURSOR_VERSION = 1
 
@@ -76,7 +84,7 @@ def list_owned(s: Session, *, owner_id: int, query: ListQuery) -> Page:
     if query.cursor is not None:
         # The cursor carries the order it was issued in, and wins over `sort` as over `page`.
         sort, last_key, last_id = decode_cursor(query.cursor)
-        key = _sort_key(sort.key, dialect)
+        key = _sort_key(sort, dialect)
         where.append(_after(key, sort, last_key, last_id))
         statement = select(Task).where(*where).order_by(*_order(key, sort))
         rows = list(s.scalars(statement.limit(query.limit + 1)))
@@ -84,32 +92,47 @@ def list_owned(s: Session, *, owner_id: int, query: ListQuery) -> Page:
         rows = rows[: query.limit]
         return Page(rows, None, _encode(rows[-1], sort) if more else None)
 
-    total = s.scalar(select(func.count()).select_from(Task).where(*where)) or 0
+    total = _total(s, owner_id, query, where)
     offset = (query.page - 1) * query.limit
     if offset >= total:
         return Page([], total, None)
-    key = _sort_key(query.sort.key, dialect)
+    key = _sort_key(query.sort, dialect)
     statement = select(Task).where(*where).order_by(*_order(key, query.sort))
     rows = list(s.scalars(statement.limit(query.limit).offset(offset)))
     more = offset + len(rows) < total
     return Page(rows, total, _encode(rows[-1], query.sort) if more else None)
 
 
-def _sort_key(name: str, dialect: str) -> ColumnElement[Any]:
-    if name == "priority":
+def _total(s: Session, owner_id: int, query: ListQuery, where: list[ColumnElement[bool]]) -> int:
+    """The size of the filtered set: from task_counts when it can tell, else counted."""
+    bounds = (query.due_before, query.due_after, query.created_before, query.created_after)
+    if query.q or any(bound is not None for bound in bounds):
+        return s.scalar(select(func.count()).select_from(Task).where(*where)) or 0
+    counts = [TaskCount.user_id == owner_id]
+    if query.status is not None:
+        counts.append(TaskCount.status == query.status)
+    if query.priority is not None:
+        counts.append(TaskCount.priority == query.priority)
+    # PostgreSQL's sum of a bigint is a numeric.
+    return int(s.scalar(select(func.sum(TaskCount.n)).where(*counts)) or 0)
+
+
+def _sort_key(sort: Sort, dialect: str) -> ColumnElement[Any]:
+    """The sort key as the index on it spells it (taskapi/models.py)."""
+    if sort.key == "priority":
         return PRIORITY_RANK
-    if name == "title" and dialect == "postgresql":
-        # Code-point order, which is what SQLite's BINARY collation gives: the same on both.
-        return Task.title.collate("C")
-    column: ColumnElement[Any] = getattr(Task, name)
+    if sort.key == "due_date":
+        return DUE_DATE_KEY[sort.descending]
+    if sort.key == "title":
+        return TITLE_KEY[dialect]
+    column: ColumnElement[Any] = getattr(Task, sort.key)
     return column
 
 
 def _order(key: ColumnElement[Any], sort: Sort) -> list[ColumnElement[Any]]:
-    direction = key.desc() if sort.descending else key.asc()
-    if sort.key == "due_date":
-        direction = direction.nulls_last()  # tasks without a due date come last either way
-    return [direction, Task.id.desc() if sort.descending else Task.id.asc()]
+    if sort.descending:
+        return [key.desc(), Task.id.desc()]
+    return [key.asc(), Task.id.asc()]
 
 
 def _filters(query: ListQuery, dialect: str) -> list[ColumnElement[bool]]:
@@ -150,13 +173,12 @@ def _contains(column: Any, text: str, dialect: str) -> ColumnElement[bool]:
 
 def _after(key: ColumnElement[Any], sort: Sort, last_key: Any, last_id: int) -> ColumnElement[bool]:
     """Rows that sort after (last_key, last_id), as a row comparison an index can serve."""
-    later = operator.lt if sort.descending else operator.gt
-    if last_key is None:  # only due_date is nullable, and its nulls come last
-        return and_(key.is_(None), later(Task.id, last_id))
-    position: ColumnElement[bool] = later(
-        tuple_(key, Task.id), tuple_(literal(last_key, key.type), literal(last_id))
-    )
-    return or_(position, key.is_(None)) if sort.key == "due_date" else position
+    later, from_ = (operator.lt, operator.le) if sort.descending else (operator.gt, operator.ge)
+    # Only due_date is nullable, and its key stands in for NULL with what sorts last.
+    bound = NO_DUE_DATE[sort.descending] if last_key is None else literal(last_key, key.type)
+    # The key's own bound repeats part of the row comparison for SQLite, which starts an index
+    # range on an expression (priority, due_date) from a plain comparison only.
+    return and_(from_(key, bound), later(tuple_(key, Task.id), tuple_(bound, literal(last_id))))
 
 
 def _key_of(task: Task, sort: Sort) -> Any:

@@ -1,4 +1,5 @@
-"""Every statement a task operation sends to `tasks` or `idempotency_keys` names its owner.
+"""Every statement a task operation sends to `tasks`, `task_counts` or `idempotency_keys` names
+its owner.
 
 Each such statement carries a top-level `user_id = <the caller's id>` condition (for an
 INSERT, the user_id column with the caller's id), whatever the filters, sort, cursor or
@@ -24,7 +25,7 @@ from taskapi.listing import SORTABLE
 from taskapi.resources import load_spec
 from taskapi.routing import spec_operations
 
-SCOPED_TABLES = ("tasks", "idempotency_keys")
+SCOPED_TABLES = ("tasks", "task_counts", "idempotency_keys")
 TABLE_REFERENCE = re.compile(r'\b(?:FROM|JOIN|UPDATE|INTO)\s+"?(\w+)"?', re.I)
 INSERT = re.compile(r'\s*INSERT\s+INTO\s+"?(\w+)"?\s*\(([^)]*)\)', re.I)
 WHERE = re.compile(r"\bWHERE\b", re.I)
@@ -264,6 +265,7 @@ def test_every_task_statement_is_scoped_by_its_owner(api, record):
     assert record.unexpected == []
     # Every task operation ran, and reached the tasks table, in every variant above.
     assert {s.operation for s in checked if "tasks" in scoped_tables(s.sql)} == task_operations()
+    assert {s.operation for s in checked if "task_counts" in scoped_tables(s.sql)} == {"listTasks"}
 
 
 @pytest.mark.parametrize(

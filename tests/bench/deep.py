@@ -35,7 +35,8 @@ INSERT_TASKS = sa.text(
            CASE WHEN g % 4 = 0 THEN now() + (g % 10000) * interval '1 hour' END,
            1,
            now() - (:rows - g) * interval '1 second',
-           now() - (:rows - g) * interval '1 second' + ((g * 7919) % 86400) * interval '1 second'
+           now() - (:rows - g) * interval '1 second'
+                 + ((g::bigint * 7919) % 86400) * interval '1 second'
     FROM generate_series(1, :rows) AS g
     """
 )

@@ -32,8 +32,9 @@ from tests.bench import client, deep, flood, load, postgres, report, target
 ROOT = Path(__file__).resolve().parents[2]
 REPORTS = ROOT / "reports" / "bench"
 # `make bench` installs the wheel into a venv of its own, without the dev extras, as the image
-# does (TASKAPI_BIN names its `taskapi`); run directly, the harness uses this venv's.
-TASKAPI = Path(os.environ.get("TASKAPI_BIN") or Path(sys.executable).parent / "taskapi")
+# does (TASKAPI_BIN names its `taskapi`); run directly, the harness uses this venv's. Made
+# absolute: the setup and the server run in the run's own directory.
+TASKAPI = Path(os.environ.get("TASKAPI_BIN") or Path(sys.executable).parent / "taskapi").absolute()
 DEFAULT_SETUP = f"{shlex.quote(str(TASKAPI))} db upgrade"
 DEFAULT_CMD = (
     f'exec {shlex.quote(str(TASKAPI))} serve --host 127.0.0.1 --port "$SERVER_PORT" '

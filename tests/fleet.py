@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import pytest
 
 from taskapi.config import env_names
 from taskapi.metrics import MULTIPROC_ENV
+from tests.client_threads import ClientThreads
 from tests.conftest import GENEROUS_LIMIT, JWT_SECRET, free_port
 
 # A Redis database number of these tests' own (tests/test_rate_limits.py uses 15); flushed.
@@ -212,7 +212,7 @@ class Outcome:
     error: str = ""
 
 
-class Load:
+class Load(ClientThreads):
     """Client threads sending `request(client, thread, n)` round-robin over the replicas.
 
     Thread `k` sends its `n`th request to replica `(k + n) % len(fleet)`, pausing `pause`
@@ -228,24 +228,10 @@ class Load:
         threads: int = 3,
         pause: float = 0.005,
     ) -> None:
+        super().__init__(threads=threads, pause=pause)
         self.urls = [r.url for r in fleet.replicas]
         self.request = request
-        self.pause = pause
         self.outcomes: list[Outcome] = []
-        self.failures: list[BaseException] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(k,)) for k in range(threads)]
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-        assert not self.failures, self.failures
 
     def wait_for(self, condition: Callable[[list[Outcome]], bool], timeout: float = 15) -> None:
         """Until `condition(outcomes so far)` holds; fails after `timeout` seconds."""
@@ -259,7 +245,7 @@ class Load:
         clients = [httpx.Client(base_url=url, timeout=10) for url in self.urls]
         try:
             n = 0
-            while not self._stop.is_set():
+            while not self.stopped:
                 index = (k + n) % len(clients)
                 started = time.monotonic()
                 try:
@@ -271,7 +257,7 @@ class Load:
                     outcome = Outcome(index, started, time.monotonic(), response.status_code, body)
                 self.outcomes.append(outcome)
                 n += 1
-                time.sleep(self.pause)
+                self.rest()
         except BaseException as error:  # reported by __exit__ and wait_for
             self.failures.append(error)
         finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ import pytest
 from taskapi.config import env_names
 from taskapi.metrics import MULTIPROC_ENV
 from tests.bench import target
+from tests.client_threads import ClientThreads
 from tests.conftest import GENEROUS_LIMIT, JWT_SECRET
 
 TASKAPI = Path(sys.executable).with_name("taskapi")
@@ -151,7 +151,7 @@ class Exchange:
 Request = Callable[[httpx.Client, int, int], httpx.Response]
 
 
-class Traffic:
+class Traffic(ClientThreads):
     """Client threads, each calling `request(client, thread, n)` over and over until stopped.
 
     Every answer is kept as an Exchange, in the order they came; a request that fails at the
@@ -161,29 +161,15 @@ class Traffic:
     def __init__(
         self, base_url: str, request: Request, *, threads: int, pause: float = 0.0
     ) -> None:
+        super().__init__(threads=threads, pause=pause)
         self.base_url = base_url
         self.request = request
-        self.pause = pause
         self.exchanges: list[Exchange] = []
-        self.failures: list[BaseException] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(k,)) for k in range(threads)]
-
-    def __enter__(self) -> Traffic:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-        assert not self.failures, self.failures
 
     def _run(self, k: int) -> None:
         with httpx.Client(base_url=self.base_url, timeout=REQUEST_TIMEOUT) as http:
             n = 0
-            while not self._stop.is_set():
+            while not self.stopped:
                 started = time.monotonic()
                 try:
                     response = self.request(http, k, n)
@@ -198,7 +184,7 @@ class Traffic:
                 else:
                     self.exchanges.append(_exchange(started, response))
                 n += 1
-                self._stop.wait(self.pause)
+                self.rest()
 
 
 def _what(request: httpx.Request) -> str:

@@ -7,6 +7,10 @@ validation on; the two accounts of tests/contract/auth.yaml; then `schemathesis 
 check, the fixed seed and the settings of tests/contract/schemathesis.toml. JUnit reports go to
 reports/contract-<backend>.xml. PostgreSQL comes from TEST_DATABASE_URL (default: the local
 server), in a database of its own that is dropped afterwards.
+
+The backends run at the same time (each run waits on its server most of the time, so two
+share the cores well); each one's output is kept in reports/contract-<backend>.log and
+printed, whole, when it ends.
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TextIO
 
 import httpx
 import sqlalchemy as sa
@@ -125,14 +132,26 @@ def register_accounts(base: str) -> None:
 
 
 def run(backend: str, extra: list[str]) -> int:
-    REPORTS.mkdir(exist_ok=True)
+    """One backend's run, its output in reports/contract-<backend>.log; its exit status."""
+    log = REPORTS / f"contract-{backend}.log"
+    with log.open("w") as out:
+        status = _run(backend, extra, out)
+    with _printing:
+        print(log.read_text(), end="", flush=True)
+    return status
+
+
+_printing = threading.Lock()
+
+
+def _run(backend: str, extra: list[str], out: TextIO) -> int:
     with (
         tempfile.TemporaryDirectory(prefix=f"contract-{backend}-") as tmp,
         database(backend, Path(tmp)) as url,
         server(url, Path(tmp)) as base,
     ):
         register_accounts(base)
-        print(f"== Schemathesis on {backend}: {base}", flush=True)
+        print(f"== Schemathesis on {backend}: {base}", file=out, flush=True)
         command = [
             BIN / "schemathesis",
             "--config-file",
@@ -150,7 +169,9 @@ def run(backend: str, extra: list[str]) -> int:
             *extra,
         ]
         env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.contract.hooks", "PYTHONPATH": str(ROOT)}
-        return subprocess.run(command, cwd=HERE, env=env, check=False).returncode
+        return subprocess.run(
+            command, cwd=HERE, env=env, stdout=out, stderr=subprocess.STDOUT, check=False
+        ).returncode
 
 
 def main() -> int:
@@ -160,7 +181,11 @@ def main() -> int:
     )
     args, extra = parser.parse_known_args()
     extra = [a for a in extra if a != "--"]
-    failures = [b for b in args.backend or ["sqlite", "postgresql"] if run(b, extra) != 0]
+    backends = args.backend or ["sqlite", "postgresql"]
+    REPORTS.mkdir(exist_ok=True)
+    with ThreadPoolExecutor(max_workers=len(backends)) as pool:
+        statuses = list(pool.map(lambda backend: run(backend, extra), backends))
+    failures = [b for b, status in zip(backends, statuses, strict=True) if status != 0]
     if failures:
         print(f"contract failures on: {', '.join(failures)}", file=sys.stderr)
         return 1

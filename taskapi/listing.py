@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,9 @@ from taskapi.models import (
 
 SORTABLE = ("created_at", "updated_at", "due_date", "priority", "title")
 CURSOR_VERSION = 1
+# The filters task_counts is keyed by, and the fields of ListQuery that only page.
+COUNTED_FILTERS = {"status", "priority"}
+PAGING = {"sort", "page", "limit", "cursor"}
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,9 @@ def list_owned(s: Session, *, owner_id: int, query: ListQuery) -> Page:
 
 def _total(s: Session, owner_id: int, query: ListQuery, where: list[ColumnElement[bool]]) -> int:
     """The size of the filtered set: from task_counts when it can tell, else counted."""
-    bounds = (query.due_before, query.due_after, query.created_before, query.created_after)
-    if query.q or any(bound is not None for bound in bounds):
+    # Any filter but these two (one added later included) needs the count.
+    others = (f.name for f in fields(query) if f.name not in COUNTED_FILTERS | PAGING)
+    if any(getattr(query, name) not in (None, "") for name in others):
         return s.scalar(select(func.count()).select_from(Task).where(*where)) or 0
     counts = [TaskCount.user_id == owner_id]
     if query.status is not None:

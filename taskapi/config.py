@@ -272,11 +272,10 @@ class Settings:
             )
         for declared, value in _declared_values(self):
             _check_bounds(declared, value)
-        if self.env == "production" and self.bcrypt_rounds < 12:
-            raise ConfigError("BCRYPT_ROUNDS below 12 is for tests only, not production")
-        for declared, value in _declared_values(self):
             if declared.env.startswith("RATE_LIMIT_") and isinstance(value, str):
                 _check_rate_limits(declared.env, value)
+        if self.env == "production" and self.bcrypt_rounds < 12:
+            raise ConfigError("BCRYPT_ROUNDS below 12 is for tests only, not production")
         if self.db_max_idle_conns > self.db_max_open_conns:
             raise ConfigError("DB_MAX_IDLE_CONNS must be at most DB_MAX_OPEN_CONNS")
 

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from prometheus_client import start_http_server
 from uvicorn.supervisors import Multiprocess
 
 from taskapi.config import Settings
 from taskapi.logs import log_config
-from taskapi.metrics import MULTIPROC_ENV
+from taskapi.metrics import MULTIPROC_ENV, multiprocess_registry
 
 log = logging.getLogger("taskapi.server")
 
@@ -44,7 +45,8 @@ def serve(
     access_log: bool | None = None,
 ) -> None:
     """Serve the API until SIGTERM or SIGINT (see taskapi/lifecycle.py for the drain)."""
-    logging.config.dictConfig(log_config(settings))  # for what is logged before uvicorn starts
+    logging_config = log_config(settings)
+    logging.config.dictConfig(logging_config)  # for what is logged before uvicorn starts
     os.environ["WEB_CONCURRENCY"] = str(workers)
     # Connexion imports Starlette's test client as it loads, and Starlette warns on every
     # worker's start unless httpx2, a test-only package, is installed. Nothing serves with it.
@@ -58,7 +60,7 @@ def serve(
         "host": host,
         "port": port,
         "workers": workers,
-        "log_config": log_config(settings),
+        "log_config": logging_config,
         "log_level": settings.log_level,
         # TaskAPI logs each request itself (taskapi.access), with more in each line.
         "access_log": False,
@@ -112,11 +114,6 @@ def _metrics_directory() -> tuple[Path, bool]:
 
 
 def _start_metrics_listener(host: str, port: int) -> None:
-    # Imported after the directory is set: prometheus-client picks its mode at import time.
-    from prometheus_client import start_http_server
-
-    from taskapi.metrics import multiprocess_registry
-
     try:
         start_http_server(port, addr=host, registry=multiprocess_registry())
     except OSError as error:

@@ -6,8 +6,11 @@
 2. Per-request decoration: Connexion's FlaskOperation builds its parameter and response
    decorators, and inspects the handler's signature, on every call (`FlaskOperation.fn` is a
    property and `WSGIDecorator.__call__` calls `decorate()` each time; spec-first/connexion
-   #2077). Here each operation is decorated once, when the API is added; the per-request part
-   (reading the request through the operation's URI parser) is unchanged.
+   #2077). Here each operation is decorated once, when the API is added, and what can be
+   decided then is: whether the handler is a coroutine function, whether it takes arguments at
+   all (a handler that takes none is not handed a parsed request), and whether the operation
+   accepts form data (if not, the request's files are not parsed). The per-request part
+   (reading the request through the operation's URI parser) is otherwise unchanged.
 
 Everything else is Connexion's own: the middleware stack, validation, security, routing, error
 handling and the Flask app.
@@ -16,28 +19,97 @@ handling and the Flask app.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import connexion
 import flask
 import werkzeug.exceptions
+from asgiref.sync import async_to_sync
 from connexion.apps.abstract import AbstractApp
 from connexion.apps.flask import FlaskApi, FlaskASGIApp, FlaskOperation
 from connexion.decorators import FlaskDecorator
+from connexion.decorators.parameter import (
+    SyncParameterDecorator,
+    prep_kwargs,
+    unwrap_decorators,
+)
+from connexion.lifecycle import WSGIRequest
 from connexion.operations import AbstractOperation
 from connexion.uri_parsing import AbstractURIParser
+from connexion.utils import inspect_function_arguments
 from starlette.types import Scope
 
 from taskapi.bridge import WSGIBridge
+
+FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class ParameterDecorator(SyncParameterDecorator):  # type: ignore[misc]
+    """Connexion's parameter decorator, minus parsing what the handler cannot receive."""
+
+    def __init__(self, *, takes_form: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.takes_form = takes_form
+
+    def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        arguments, has_kwargs = inspect_function_arguments(unwrap_decorators(function))
+        if not arguments and not has_kwargs:
+
+            @functools.wraps(function)
+            def without_arguments(_request: WSGIRequest) -> Any:
+                return function()
+
+            return without_arguments
+        if self.takes_form:
+            return super().__call__(function)  # type: ignore[no-any-return]
+
+        @functools.wraps(function)
+        def wrapper(request: WSGIRequest) -> Any:
+            body = self._maybe_get_body(request, arguments=arguments, has_kwargs=has_kwargs)
+            # Validation admits only the operation's content types: none of them carries files.
+            kwargs = prep_kwargs(
+                request,
+                request_body=body,
+                files={},
+                arguments=arguments,
+                has_kwargs=has_kwargs,
+                sanitize=self.sanitize_fn,
+            )
+            return function(**kwargs)
+
+        return wrapper
+
+
+def _sync(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The handler itself, or a coroutine function run to completion (decided once)."""
+    if not inspect.iscoroutinefunction(function):
+        return function
+    run = async_to_sync(function)
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return run(*args, **kwargs)
+
+    return wrapper
 
 
 class DecorateOnce(FlaskDecorator):  # type: ignore[misc]
     """FlaskDecorator that decorates the handler once instead of on every request."""
 
-    def __init__(self, *, uri_parser: AbstractURIParser, **kwargs: Any) -> None:
+    def __init__(self, *, uri_parser: AbstractURIParser, takes_form: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.parser = uri_parser
+        self.takes_form = takes_form
+
+    @property
+    def _parameter_decorator_cls(self) -> Callable[..., ParameterDecorator]:
+        return functools.partial(ParameterDecorator, takes_form=self.takes_form)
+
+    @property
+    def _sync_async_decorator(self) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return _sync
 
     def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
         decorated = self.decorate(function)
@@ -62,7 +134,10 @@ class DecoratedFlaskOperation(FlaskOperation):  # type: ignore[misc]
         # What Connexion's decorator builds per request from the operation in context.
         parser = operation.uri_parser_class(operation.parameters, operation.body_definition())
         decorator = DecorateOnce(
-            uri_parser=parser, pythonic_params=pythonic_params, jsonifier=jsonifier
+            uri_parser=parser,
+            takes_form=any(t.startswith(FORM_CONTENT_TYPES) for t in operation.consumes),
+            pythonic_params=pythonic_params,
+            jsonifier=jsonifier,
         )
         self.decorated = decorator(operation.function)
         return self  # type: ignore[no-any-return]

@@ -1,0 +1,142 @@
+"""taskapi.flask_app on its own: handlers get what Connexion's own FlaskApp would give them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import connexion
+import flask
+import pytest
+from connexion.resolver import Resolver
+
+from taskapi import flask_app
+from taskapi.flask_app import FlaskApp
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "decoration", "version": "1"},
+    "paths": {
+        "/bare": {"get": {"operationId": "bare", "responses": {"200": {"description": "ok"}}}},
+        "/items/{item_id}": {
+            "post": {
+                "operationId": "echo",
+                "parameters": [
+                    {
+                        "name": "item_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                    },
+                    {"name": "q", "in": "query", "schema": {"type": "string", "default": "none"}},
+                    {
+                        "name": "tags",
+                        "in": "query",
+                        "schema": {"type": "array", "items": {"type": "integer"}},
+                    },
+                ],
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"size": {"type": "integer", "default": 3}},
+                            }
+                        }
+                    }
+                },
+                "responses": {"200": {"description": "ok"}},
+            }
+        },
+        "/everything/{item_id}": {
+            "get": {
+                "operationId": "everything",
+                "parameters": [
+                    {
+                        "name": "item_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                    },
+                    {"name": "q", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": {"description": "ok"}},
+            }
+        },
+        "/slow": {"get": {"operationId": "coroutine", "responses": {"200": {"description": "ok"}}}},
+    },
+}
+
+calls: list[tuple[str, dict[str, Any]]] = []
+
+
+def bare() -> flask.Response:
+    calls.append(("bare", {}))
+    return flask.jsonify(bare=True)
+
+
+def echo(item_id: int, body: dict[str, Any], q: str, tags: list[int] | None = None) -> Any:
+    kwargs = {"item_id": item_id, "body": body, "q": q, "tags": tags}
+    calls.append(("echo", kwargs))
+    return kwargs
+
+
+def everything(**kwargs: Any) -> Any:
+    calls.append(("everything", kwargs))
+    return kwargs
+
+
+async def coroutine() -> Any:
+    calls.append(("coroutine", {}))
+    return {"awaited": True}
+
+
+HANDLERS = {f.__name__: f for f in (bare, echo, everything, coroutine)}
+
+
+def stock_app() -> Any:
+    app = connexion.FlaskApp(__name__)
+    app.add_api(SPEC, resolver=Resolver(function_resolver=HANDLERS.__getitem__))
+    return app
+
+
+def our_app() -> Any:
+    # A coroutine handler runs to completion with asgiref, which needs a thread of its own.
+    app = FlaskApp(__name__, offload=lambda scope: scope["path"] == "/slow")
+    app.add_api(SPEC, resolver=Resolver(function_resolver=HANDLERS.__getitem__))
+    return app
+
+
+REQUESTS = [
+    ("get", "/bare", {}),
+    ("get", "/bare?unexpected=1", {}),
+    ("post", "/items/7?q=x&tags=1&tags=2", {"json": {"size": 9}}),
+    ("post", "/items/7", {"json": {}}),
+    ("get", "/everything/5?q=all", {}),
+    ("get", "/slow", {}),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "options"), REQUESTS)
+def test_handlers_receive_what_connexion_would_pass(method: str, url: str, options: Any):
+    answers = []
+    for make in (stock_app, our_app):
+        calls.clear()
+        response = getattr(make().test_client(), method)(url, **options)
+        answers.append((response.status_code, response.json(), list(calls)))
+    assert answers[0] == answers[1]
+    assert answers[1][0] == 200
+
+
+def test_a_handler_without_arguments_is_not_handed_the_parsed_request(monkeypatch):
+    parsed: list[str] = []
+    original = flask_app.prep_kwargs
+
+    def counted(request: Any, **kwargs: Any) -> Any:
+        parsed.append(request.path)
+        return original(request, **kwargs)
+
+    monkeypatch.setattr(flask_app, "prep_kwargs", counted)
+    client = our_app().test_client()
+    assert client.get("/bare").json() == {"bare": True}
+    assert client.get("/everything/5").json() == {"item_id": 5}
+    assert parsed == ["/everything/5"]

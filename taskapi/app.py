@@ -1,17 +1,19 @@
 """create_app(): the one place where TaskAPI is wired together.
 
-A request passes, outermost first:
+A request passes, outermost first (`middleware_stack` below, in this order):
   RequestMiddleware (request id, access log, metrics)
   [ProxyHeadersMiddleware: the client address, when TRUSTED_PROXIES is set]
   Connexion's ServerError
     HeadAsGet, SecurityHeaders, CORS        (they see error responses too)
   Connexion's Exception (every error becomes a problem response)
     BodyLimit (413, 408), Docs (/openapi.*, /ui/, /redoc)
-  Connexion's SwaggerUI, ExactRouting
+  ExactRouting (Connexion's, without redirects)
     Services (for bearer_info)
   Connexion's Security (bearerAuth: the JWT and the account behind it)
-    RateLimit (per IP, user, email)
-  Connexion's RequestValidation, ResponseValidation, Lifespan
+    [RateLimit (per IP, user, email), when RATE_LIMIT_ENABLED]
+  RequestValidation (Connexion's, built once per operation)
+  [Connexion's ResponseValidation, when VALIDATE_RESPONSES]
+  Connexion's Lifespan
     RoutedOnly (404 for anything no operation matched), Admission (bcrypt slots)
   Connexion's Context, then the WSGIBridge and Flask: the handler in api/<tag>.py.
 """
@@ -24,8 +26,12 @@ from functools import partial
 from typing import Any
 
 from connexion.datastructures import MediaTypeDict
-from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
-from connexion.middleware.routing import RoutingMiddleware
+from connexion.middleware.context import ContextMiddleware
+from connexion.middleware.exceptions import ExceptionMiddleware
+from connexion.middleware.lifespan import LifespanMiddleware
+from connexion.middleware.response_validation import ResponseValidationMiddleware
+from connexion.middleware.security import SecurityMiddleware
+from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.options import SwaggerUIOptions
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -60,26 +66,56 @@ from taskapi.routing import (
     TagResolver,
     spec_operations,
 )
-from taskapi.validation import BodyValidator, ParamValidator
+from taskapi.validation import BodyValidator, ParamValidator, RequestValidationMiddleware
 
 
-def middleware_stack(settings: Settings, spec: dict[str, Any], metrics: Metrics) -> list[Any]:
-    """Connexion's own stack, with its router replaced by one that answers the spec's paths
-    only, inside the request middleware. A new list each time: add_middleware inserts into it."""
+def middleware_stack(
+    settings: Settings,
+    spec: dict[str, Any],
+    *,
+    metrics: Metrics,
+    services: Services,
+    limiter: RateLimiter,
+    admission: Admission,
+) -> list[Any]:
+    """Connexion's default stack with ours in between, outermost first.
+
+    Connexion's Routing and RequestValidation are replaced by subclasses; its SwaggerUI layer
+    is left out (taskapi/docs serves the spec and the docs pages), and so is ResponseValidation
+    unless responses are validated, since it would only pass requests on.
+    """
     templates = {op_id: path for op_id, (_, path, _) in spec_operations(spec).items()}
-    outer: list[Any] = [
+    return [
         partial(
             RequestMiddleware,
             metrics=metrics,
             access_log=settings.access_log,
             templates=templates,
-        )
-    ]
-    if settings.trusted_proxies:
-        outer.append(partial(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies)))
-    return outer + [
-        ExactRoutingMiddleware if m is RoutingMiddleware else m
-        for m in ConnexionMiddleware.default_middlewares
+        ),
+        *(
+            [partial(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))]
+            if settings.trusted_proxies
+            else []
+        ),
+        ServerErrorMiddleware,
+        HeadAsGetMiddleware,
+        SecurityHeadersMiddleware,
+        partial(CORSMiddleware, allow_origins=settings.cors_allowed_origins),
+        ExceptionMiddleware,
+        partial(
+            BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout
+        ),
+        DocsMiddleware,
+        ExactRoutingMiddleware,
+        partial(ServicesMiddleware, services=services),
+        SecurityMiddleware,
+        *([partial(RateLimitMiddleware, limiter=limiter)] if settings.rate_limit_enabled else []),
+        RequestValidationMiddleware,
+        *([ResponseValidationMiddleware] if settings.validate_responses else []),
+        LifespanMiddleware,
+        RoutedOnlyMiddleware,
+        partial(AdmissionMiddleware, admission=admission),
+        ContextMiddleware,
     ]
 
 
@@ -128,7 +164,14 @@ def create_app(settings: Settings | None = None) -> FlaskApp:
         __name__,
         offload=runs_on_thread,
         lifespan=lifespan,
-        middlewares=middleware_stack(settings, spec, metrics),
+        middlewares=middleware_stack(
+            settings,
+            spec,
+            metrics=metrics,
+            services=services,
+            limiter=limiter,
+            admission=admission,
+        ),
         # taskapi/docs serves the spec as written and the docs pages instead.
         swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui=False),
     )
@@ -144,30 +187,4 @@ def create_app(settings: Settings | None = None) -> FlaskApp:
         },
     )
     register_error_handlers(app, Routes(spec))
-    # Outermost first, within each position.
-    app.add_middleware(HeadAsGetMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
-    app.add_middleware(SecurityHeadersMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
-    app.add_middleware(
-        CORSMiddleware,
-        position=MiddlewarePosition.BEFORE_EXCEPTION,
-        allow_origins=settings.cors_allowed_origins,
-    )
-    app.add_middleware(
-        BodyLimitMiddleware,
-        position=MiddlewarePosition.BEFORE_SWAGGER,
-        max_bytes=settings.max_body_bytes,
-        timeout=settings.body_timeout,
-    )
-    app.add_middleware(DocsMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER)
-    app.add_middleware(
-        ServicesMiddleware, position=MiddlewarePosition.BEFORE_SECURITY, services=services
-    )
-    if settings.rate_limit_enabled:
-        app.add_middleware(
-            RateLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION, limiter=limiter
-        )
-    app.add_middleware(RoutedOnlyMiddleware, position=MiddlewarePosition.BEFORE_CONTEXT)
-    app.add_middleware(
-        AdmissionMiddleware, position=MiddlewarePosition.BEFORE_CONTEXT, admission=admission
-    )
     return app

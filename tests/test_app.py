@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from connexion.middleware import ConnexionMiddleware
+from connexion.middleware.response_validation import ResponseValidationMiddleware
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 
 from taskapi import migrate
+from taskapi.app import create_app
 from taskapi.cli import main
 from taskapi.config import DEV_SECRET_FILE, ConfigError, Settings, markdown_table
 from tests.conftest import JWT_SECRET, base_settings
@@ -181,3 +186,25 @@ def test_serve_refuses_an_insecure_production_config_in_one_line(workdir):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "JWT_SECRET" in result.stderr
+
+
+@pytest.mark.parametrize("validate_responses", [False, True])
+def test_the_stack_keeps_every_connexion_layer_that_does_something(tmp_path, validate_responses):
+    settings = base_settings(f"sqlite:///{tmp_path / 'unused.db'}")
+    app = create_app(replace(settings, validate_responses=validate_responses))
+    stack = [getattr(m, "func", m) for m in app.middleware.middlewares]
+    # taskapi/docs serves the spec and the pages in place of Swagger UI's layer; response
+    # validation's layer only passes requests on when responses are not validated.
+    left_out = (
+        (SwaggerUIMiddleware,)
+        if validate_responses
+        else (
+            SwaggerUIMiddleware,
+            ResponseValidationMiddleware,
+        )
+    )
+    kept = [m for m in ConnexionMiddleware.default_middlewares if m not in left_out]
+    # Each of the others in Connexion's order, itself or a subclass of it.
+    positions = [next(i for i, ours in enumerate(stack) if issubclass(ours, m)) for m in kept]
+    assert positions == sorted(positions)
+    assert [m for m in stack if issubclass(m, left_out)] == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from taskapi.validation import validator_for
 from tests.conftest import assert_problem
 
@@ -32,6 +34,19 @@ def test_parameters_are_worded_like_bodies(api, auth):
     assert assert_problem(response, 400)["errors"] == [
         {"field": "colour", "message": "is not a parameter of this operation"},
         {"field": "limit", "message": "must be at least 1"},
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    # Operations without parameters (their validation skips empty query strings only), and one
+    # with a path parameter: the check comes before the task is looked up.
+    ["/health?verbose=1", "/api/v1/tasks/stats?verbose=1", "/api/v1/tasks/1?verbose=1"],
+)
+def test_a_query_parameter_the_operation_does_not_take_is_refused(api, auth, url):
+    response = api.client.get(url, headers=auth)
+    assert assert_problem(response, 400)["errors"] == [
+        {"field": "verbose", "message": "is not a parameter of this operation"}
     ]
 
 

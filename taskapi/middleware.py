@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 from connexion.exceptions import ProblemException
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -60,8 +60,30 @@ class CORSMiddleware(StarletteCORSMiddleware):
         )
 
 
+def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+    ]
+
+
+# Every response gets these; API responses, unlike the docs pages (which set their own CSP),
+# also get the CSP, and no-store unless their handler chose a Cache-Control.
+DOCS_HEADERS = _raw(
+    {
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+    }
+)
+API_HEADERS = DOCS_HEADERS + _raw({"Content-Security-Policy": API_CSP})
+NOT_CACHED = _raw({"Cache-Control": "no-store"})
+
+
 class SecurityHeadersMiddleware:
-    """Headers every response carries, errors included (OWASP REST Security Cheat Sheet)."""
+    """Headers every response carries, errors included (OWASP REST Security Cheat Sheet).
+
+    They replace any of the same name the handler set, in one pass over the response's headers.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -71,18 +93,16 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        is_api = not path.startswith(DOCS_PREFIXES)  # the docs set their own CSP
+        is_api = not path.startswith(DOCS_PREFIXES)
+        added = API_HEADERS if is_api else DOCS_HEADERS
+        names = {name for name, _ in added}
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers["X-Frame-Options"] = "DENY"
-                headers["Referrer-Policy"] = "no-referrer"
-                if is_api:
-                    headers["Content-Security-Policy"] = API_CSP
-                    if "cache-control" not in headers:
-                        headers["Cache-Control"] = "no-store"
+                headers = [h for h in message.get("headers", ()) if h[0].lower() not in names]
+                if is_api and all(name.lower() != b"cache-control" for name, _ in headers):
+                    headers += NOT_CACHED
+                message["headers"] = headers + added
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -14,12 +14,13 @@ The outermost middleware, so it sees every response, Connexion's bare 500 includ
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from prometheus_client.metrics import Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -49,13 +50,19 @@ class RequestMiddleware:
         self.metrics = metrics
         self.access_log = access_log
         self.templates = templates
+        # The metric children by (operationId, status): prometheus_client's labels() takes a
+        # lock and checks its arguments on every call.
+        self._children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         given = Headers(scope=scope).get("x-request-id", "")
-        request_id = given if CLIENT_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        # An id must be unique, not secret: 128 random bits, without a system call for each.
+        request_id = (
+            given if CLIENT_REQUEST_ID.fullmatch(given) else f"{random.getrandbits(128):032x}"
+        )
         token = REQUEST_ID.set(request_id)
         # Routing and security write into this dict; sharing it lets us read them afterwards.
         extensions = scope.setdefault("extensions", {})
@@ -67,7 +74,7 @@ class RequestMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
-                headers["X-Request-ID"] = request_id
+                headers.append("X-Request-ID", request_id)  # nothing inside sets it
                 budget = extensions.get(BUDGET_KEY)
                 if budget is not None:
                     headers.update(budget.headers())
@@ -78,12 +85,22 @@ class RequestMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             operation = operation_id(scope) or UNROUTED
-            labels = (operation, str(status))
-            self.metrics.requests.labels(*labels).inc()
-            self.metrics.latency.labels(*labels).observe(elapsed)
+            requests, latency = self._metrics_of(operation, str(status))
+            requests.inc()
+            latency.observe(elapsed)
             if self.access_log:
                 self._log(scope, operation, status, elapsed, extensions)
             REQUEST_ID.reset(token)
+
+    def _metrics_of(self, operation: str, status: str) -> tuple[Counter, Histogram]:
+        children = self._children.get((operation, status))
+        if children is None:
+            children = (
+                self.metrics.requests.labels(operation, status),
+                self.metrics.latency.labels(operation, status),
+            )
+            self._children[(operation, status)] = children
+        return children
 
     def _log(
         self, scope: Scope, operation: str, status: int, elapsed: float, extensions: dict[str, Any]

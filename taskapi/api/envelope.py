@@ -8,6 +8,9 @@ from typing import Any
 
 import flask
 
+# One encoder for every response: json.dumps builds a new one per call when given options.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
 
 def ok(
     data: Any,
@@ -28,7 +31,7 @@ def json_response(
     # An explicit Content-Type: Connexion cannot infer one once errors document
     # application/problem+json (spec-first/connexion#1956).
     return flask.Response(
-        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        _encode(body),
         status=status,
         headers=dict(headers or {}),
         content_type="application/json",

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 
-from taskapi.models import Task
+from taskapi.models import TaskView
 from taskapi.tasks import Precondition
 
 # Strong ETags of the form "<task id>-<version>"; versions are bounded to stay in BIGINT.
 _OURS = re.compile(r'"(\d{1,19})-(\d{1,18})"')
 
 
-def etag(task: Task) -> str:
+def etag(task: TaskView) -> str:
     """A strong ETag: it changes with every write to the task."""
     return f'"{task.id}-{task.version}"'
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskapi import timestamps
-from taskapi.models import Task, User
+from taskapi.models import TaskView, User
 
 
 def user_json(user: User) -> dict[str, Any]:
@@ -18,7 +18,7 @@ def user_json(user: User) -> dict[str, Any]:
     }
 
 
-def task_json(task: Task) -> dict[str, Any]:
+def task_json(task: TaskView) -> dict[str, Any]:
     return {
         "id": task.id,
         "user_id": task.user_id,

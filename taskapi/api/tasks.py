@@ -18,7 +18,7 @@ from taskapi import listing, tasks, timestamps
 from taskapi.api import conditional, idempotent, services
 from taskapi.api.envelope import empty, ok
 from taskapi.api.serialize import task_json
-from taskapi.models import Task
+from taskapi.models import TaskView
 
 DELETED = "Task deleted successfully"
 TASKS_PATH = "/api/v1/tasks"
@@ -43,7 +43,7 @@ def _fields(body: dict[str, Any]) -> tasks.TaskFields:
 
 
 def _respond(
-    task: Task, status: int = 200, headers: Mapping[str, str] | None = None
+    task: TaskView, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> flask.Response:
     return ok(task_json(task), status, headers={"ETag": conditional.etag(task), **(headers or {})})
 
@@ -129,7 +129,7 @@ def get_task_stats(user: int) -> flask.Response:
 
 def get_task(id: int, user: int) -> flask.Response:
     with services.current().db.reading() as s:
-        task = tasks.get_owned(s, owner_id=user, task_id=id)
+        task = tasks.read_owned(s, owner_id=user, task_id=id)
     tag = conditional.etag(task)
     if conditional.none_match(flask.request.headers.get("If-None-Match"), tag):
         return empty(304, {"ETag": tag, "Cache-Control": REVALIDATE})

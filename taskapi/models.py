@@ -122,26 +122,16 @@ class Task(Base):
 class TaskView(Protocol):
     """What reads of a task use: a Task, or a row of `tasks` (the same names and types)."""
 
-    @property
-    def id(self) -> int: ...
-    @property
-    def user_id(self) -> int: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def description(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def priority(self) -> str: ...
-    @property
-    def due_date(self) -> datetime | None: ...
-    @property
-    def version(self) -> int: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def updated_at(self) -> datetime: ...
+    id: int
+    user_id: int
+    title: str
+    description: str
+    status: str
+    priority: str
+    due_date: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
 
 
 class RefreshToken(Base):

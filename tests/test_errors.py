@@ -82,7 +82,7 @@ def test_unexpected_error_is_a_generic_500(api, auth, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("secret internals: /srv/app.py line 3")
 
-    monkeypatch.setattr(taskapi.tasks, "get_owned", explode)
+    monkeypatch.setattr(taskapi.tasks, "read_owned", explode)
     response = api.client.get("/api/v1/tasks/1", headers=auth)
     body = assert_problem(response, 500)
     assert body["detail"] == "internal server error"
@@ -147,6 +147,14 @@ def test_cors_headers_are_on_errors_too(api):
     response = api.client.get("/api/v1/tasks", headers={"Origin": "https://app.example"})
     assert_problem(response, 401, "authentication_required")
     assert response.headers["access-control-allow-origin"] == "*"
+
+
+def test_answers_vary_on_origin_with_or_without_one(api):
+    # A cache must not hand a same-origin answer to a cross-origin request, or the reverse.
+    same_origin = api.client.get("/health")
+    cross_origin = api.client.get("/health", headers={"Origin": "https://app.example"})
+    assert same_origin.headers["vary"] == cross_origin.headers["vary"] == "Origin"
+    assert "access-control-allow-origin" not in same_origin.headers
 
 
 def test_cors_allowed_origins_are_configurable(make_app, settings):

@@ -60,7 +60,7 @@ def test_an_unexpected_error_is_one_line_with_its_traceback_in_a_field(
     def explode(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(taskapi.tasks, "get_owned", explode)
+    monkeypatch.setattr(taskapi.tasks, "read_owned", explode)
     response = api.client.get("/api/v1/tasks/1", headers={**auth, "X-Request-ID": "req-500"})
     assert_problem(response, 500, "internal_error")
     (error,) = [line for line in log_lines() if line["level"] == "error"]

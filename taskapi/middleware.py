@@ -45,6 +45,23 @@ class CORSMiddleware(StarletteCORSMiddleware):
             max_age=CORS_MAX_AGE,
         )
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or any(name == b"origin" for name, _ in scope["headers"]):
+            await super().__call__(scope, receive, send)
+            return
+        # Not a cross-origin request: Starlette would only add Origin to the response's Vary
+        # (so caches keep it apart from cross-origin answers); that, without its bookkeeping.
+
+        async def send_varying(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", [])
+                vary = [value for name, value in headers if name.lower() == b"vary"]
+                headers = [h for h in headers if h[0].lower() != b"vary"]
+                message["headers"] = [*headers, (b"vary", b", ".join([*vary, b"Origin"]))]
+            await send(message)
+
+        await self.app(scope, receive, send_varying)
+
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
         headers = {

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client.metrics import Counter, Histogram
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskapi.logs import REQUEST_ID
@@ -58,7 +58,7 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = Headers(scope=scope).get("x-request-id", "")
+        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
         # An id must be unique, not secret: 128 random bits, without a system call for each.
         request_id = (
             given if CLIENT_REQUEST_ID.fullmatch(given) else f"{random.getrandbits(128):032x}"

@@ -73,6 +73,12 @@ class ListQuery:
     cursor: str | None = None
 
 
+# Any filter but status and priority (one added later included) needs the count.
+_UNCOUNTED_FILTERS = tuple(
+    f.name for f in fields(ListQuery) if f.name not in COUNTED_FILTERS | PAGING
+)
+
+
 @dataclass(frozen=True)
 class Page:
     tasks: list[TaskView]
@@ -117,9 +123,7 @@ def _rows(s: Session, statement: Select[Any]) -> list[TaskView]:
 
 def _total(s: Session, owner_id: int, query: ListQuery, where: list[ColumnElement[bool]]) -> int:
     """The size of the filtered set: from task_counts when it can tell, else counted."""
-    # Any filter but these two (one added later included) needs the count.
-    others = (f.name for f in fields(query) if f.name not in COUNTED_FILTERS | PAGING)
-    if any(getattr(query, name) not in (None, "") for name in others):
+    if any(getattr(query, name) not in (None, "") for name in _UNCOUNTED_FILTERS):
         return s.scalar(select(func.count()).select_from(Task).where(*where)) or 0
     counts = [TaskCount.user_id == owner_id]
     if query.status is not None:

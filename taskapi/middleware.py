@@ -94,6 +94,11 @@ DOCS_HEADERS = _raw(
 )
 API_HEADERS = DOCS_HEADERS + _raw({"Content-Security-Policy": API_CSP})
 NOT_CACHED = _raw({"Cache-Control": "no-store"})
+# Per kind of response (API or not): the headers added, and the names they replace.
+SECURITY_HEADERS = {
+    is_api: (added, {name for name, _ in added})
+    for is_api, added in ((True, API_HEADERS), (False, DOCS_HEADERS))
+}
 
 
 class SecurityHeadersMiddleware:
@@ -111,8 +116,7 @@ class SecurityHeadersMiddleware:
             return
         path: str = scope["path"]
         is_api = not path.startswith(DOCS_PREFIXES)
-        added = API_HEADERS if is_api else DOCS_HEADERS
-        names = {name for name, _ in added}
+        added, names = SECURITY_HEADERS[is_api]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -13,12 +13,12 @@ import base64
 import binascii
 import json
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Connection, and_, func, literal, or_, select, tuple_
 
 from taskapi import timestamps
 from taskapi.errors import InvalidInput
@@ -81,15 +81,15 @@ _UNCOUNTED_FILTERS = tuple(
 
 @dataclass(frozen=True)
 class Page:
-    tasks: list[TaskView]
+    tasks: Sequence[TaskView]
     # The size of the filtered set; only counted for offset pages.
     total: int | None
     next_cursor: str | None
 
 
-def list_owned(s: Session, *, owner_id: int, query: ListQuery) -> Page:
+def list_owned(c: Connection, *, owner_id: int, query: ListQuery) -> Page:
     """One page of the caller's tasks."""
-    dialect = s.get_bind().dialect.name
+    dialect = c.dialect.name
     where = [Task.user_id == owner_id, *_filters(query, dialect)]
     if query.cursor is not None:
         # The cursor carries the order it was issued in, and wins over `sort` as over `page`.
@@ -97,18 +97,18 @@ def list_owned(s: Session, *, owner_id: int, query: ListQuery) -> Page:
         key = _sort_key(sort, dialect)
         where.append(_after(key, sort, last_key, last_id))
         statement = _TASK_ROWS.where(*where).order_by(*_order(key, sort))
-        rows = _rows(s, statement.limit(query.limit + 1))
+        rows = list(c.execute(statement.limit(query.limit + 1)))
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         return Page(rows, None, _encode(rows[-1], sort) if more else None)
 
-    total = _total(s, owner_id, query, where)
+    total = _total(c, owner_id, query, where)
     offset = (query.page - 1) * query.limit
     if offset >= total:
         return Page([], total, None)
     key = _sort_key(query.sort, dialect)
     statement = _TASK_ROWS.where(*where).order_by(*_order(key, query.sort))
-    rows = _rows(s, statement.limit(query.limit).offset(offset))
+    rows = list(c.execute(statement.limit(query.limit).offset(offset)))
     more = offset + len(rows) < total
     return Page(rows, total, _encode(rows[-1], query.sort) if more else None)
 
@@ -117,21 +117,17 @@ def list_owned(s: Session, *, owner_id: int, query: ListQuery) -> Page:
 _TASK_ROWS = select(*Task.__table__.c)
 
 
-def _rows(s: Session, statement: Select[Any]) -> list[TaskView]:
-    return list(s.connection().execute(statement))
-
-
-def _total(s: Session, owner_id: int, query: ListQuery, where: list[ColumnElement[bool]]) -> int:
+def _total(c: Connection, owner_id: int, query: ListQuery, where: list[ColumnElement[bool]]) -> int:
     """The size of the filtered set: from task_counts when it can tell, else counted."""
     if any(getattr(query, name) not in (None, "") for name in _UNCOUNTED_FILTERS):
-        return s.scalar(select(func.count()).select_from(Task).where(*where)) or 0
+        return c.scalar(select(func.count()).select_from(Task).where(*where)) or 0
     counts = [TaskCount.user_id == owner_id]
     if query.status is not None:
         counts.append(TaskCount.status == query.status)
     if query.priority is not None:
         counts.append(TaskCount.priority == query.priority)
     # PostgreSQL's sum of a bigint is a numeric.
-    return int(s.scalar(select(func.sum(TaskCount.n)).where(*counts)) or 0)
+    return int(c.scalar(select(func.sum(TaskCount.n)).where(*counts)) or 0)
 
 
 def _sort_key(sort: Sort, dialect: str) -> ColumnElement[Any]:

@@ -98,6 +98,18 @@ class User(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class UserView(Protocol):
+    """An account as the domain hands it out: a row of `users` (a User has the same names)."""
+
+    id: int
+    email: str
+    password_hash: str
+    name: str
+    token_version: int
+    created_at: datetime
+    updated_at: datetime
+
+
 class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (
@@ -120,7 +132,7 @@ class Task(Base):
 
 
 class TaskView(Protocol):
-    """What reads of a task use: a Task, or a row of `tasks` (the same names and types)."""
+    """A task as the domain hands it out: a row of `tasks` (a Task has the same names)."""
 
     id: int
     user_id: int

@@ -53,8 +53,8 @@ class Readiness:
     def _database(self) -> str:
         try:
             # Bounded by DB_CONNECT_TIMEOUT, or the connection's TCP timeout if it hangs.
-            with self.db.reading() as s:
-                s.execute(sa.text("SELECT 1"))
+            with self.db.reading() as c:
+                c.execute(sa.text("SELECT 1"))
         except sa.exc.SQLAlchemyError:
             return "unavailable"
         return "ok"

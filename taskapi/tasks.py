@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
 
-from sqlalchemy import bindparam, case, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from taskapi.errors import TaskChanged, TaskNotFound
@@ -83,10 +83,10 @@ class Stats:
         return sum(self.by_status.values())
 
 
-def stats(s: Session, *, owner_id: int, now: datetime) -> Stats:
+def stats(c: Connection, *, owner_id: int, now: datetime) -> Stats:
     """Count the owner's tasks by status and priority, and the overdue ones, in one query."""
     overdue = case((Task.due_date < now, 1), else_=0)
-    rows = s.execute(
+    rows = c.execute(
         select(Task.status, Task.priority, func.count(), func.sum(overdue))
         .where(Task.user_id == owner_id)
         .group_by(Task.status, Task.priority)
@@ -107,9 +107,9 @@ _OWNED_ROW = select(*_TASKS.c).where(
 )
 
 
-def read_owned(s: Session, *, owner_id: int, task_id: int) -> TaskView:
+def read_owned(c: Connection, *, owner_id: int, task_id: int) -> TaskView:
     """The caller's task. Raises TaskNotFound if it does not exist or belongs to someone else."""
-    row = s.connection().execute(_OWNED_ROW, {"task_id": task_id, "owner_id": owner_id}).first()
+    row = c.execute(_OWNED_ROW, {"task_id": task_id, "owner_id": owner_id}).first()
     if row is None:
         raise TaskNotFound()
     return row
@@ -138,7 +138,7 @@ def patch(
     """Change only the given fields. An empty patch changes nothing, not even `updated_at`."""
     if changes:
         return _write(s, owner_id, task_id, changes, precondition)
-    task = read_owned(s, owner_id=owner_id, task_id=task_id)
+    task = read_owned(s.connection(), owner_id=owner_id, task_id=task_id)
     if not precondition.allows(task.version):
         raise TaskChanged()
     return task

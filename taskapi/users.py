@@ -1,15 +1,21 @@
-"""Accounts: registration, lookup, profile and password changes."""
+"""Accounts: registration, lookup, profile and password changes.
+
+Accounts are read and written as rows of `users` (models.UserView), as tasks are: no ORM object
+is worth building for one row that is serialized and dropped.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from taskapi.errors import AccountGone, EmailTaken
-from taskapi.models import User, utcnow
+from taskapi.models import User, UserView, utcnow
+
+_USERS = User.metadata.tables[User.__tablename__]
 
 
 def normalize_email(email: str) -> str:
@@ -17,54 +23,58 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def register(s: Session, *, email: str, name: str, password_hash: str) -> User:
+def register(s: Session, *, email: str, name: str, password_hash: str) -> UserView:
     """Create an account. Raises Conflict if the email is taken, even by a concurrent request."""
     now = utcnow()
-    user = User(
-        email=normalize_email(email),
-        name=name,
-        password_hash=password_hash,
-        created_at=now,
-        updated_at=now,
+    statement = (
+        insert(_USERS)
+        .values(
+            email=normalize_email(email),
+            name=name,
+            password_hash=password_hash,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(*_USERS.c)
     )
-    s.add(user)
     try:
         # The unique constraint decides; checking first would race with concurrent sign-ups.
-        s.flush()
+        return s.connection().execute(statement).one()
     except IntegrityError:
         raise EmailTaken() from None
-    return user
 
 
-def find_by_email(s: Session, email: str) -> User | None:
-    return s.scalar(select(User).where(User.email == normalize_email(email)))
+def find_by_email(c: Connection, email: str) -> UserView | None:
+    return c.execute(select(*_USERS.c).where(_USERS.c.email == normalize_email(email))).first()
 
 
-def get(s: Session, user_id: int) -> User:
+def get(c: Connection, user_id: int) -> UserView:
     """The account. Raises AccountGone if it was deleted (after its token was checked)."""
-    user = s.get(User, user_id)
+    user = c.execute(select(*_USERS.c).where(_USERS.c.id == user_id)).first()
     if user is None:
         raise AccountGone()
     return user
 
 
-def rename(s: Session, user_id: int, *, name: str) -> User:
+def rename(s: Session, user_id: int, *, name: str) -> UserView:
     return _update(s, user_id, name=name)
 
 
-def set_password(s: Session, user_id: int, *, password_hash: str) -> User:
+def set_password(s: Session, user_id: int, *, password_hash: str) -> UserView:
     """Replace the password; access tokens issued before stop working."""
-    return _update(s, user_id, password_hash=password_hash, token_version=User.token_version + 1)
-
-
-def _update(s: Session, user_id: int, **values: Any) -> User:
-    user = s.scalar(
-        update(User)
-        .where(User.id == user_id)
-        .values(**values, updated_at=utcnow())
-        .returning(User)
-        .execution_options(synchronize_session=False)
+    return _update(
+        s, user_id, password_hash=password_hash, token_version=_USERS.c.token_version + 1
     )
+
+
+def _update(s: Session, user_id: int, **values: Any) -> UserView:
+    statement = (
+        update(_USERS)
+        .where(_USERS.c.id == user_id)
+        .values(**values, updated_at=utcnow())
+        .returning(*_USERS.c)
+    )
+    user = s.connection().execute(statement).first()
     if user is None:
         raise AccountGone()
     return user
@@ -72,4 +82,4 @@ def _update(s: Session, user_id: int, **values: Any) -> User:
 
 def remove(s: Session, user_id: int) -> None:
     """Delete the account; its tasks and tokens go with it (ON DELETE CASCADE)."""
-    s.execute(delete(User).where(User.id == user_id))
+    s.connection().execute(delete(_USERS).where(_USERS.c.id == user_id))

@@ -14,7 +14,7 @@ from taskapi.api import services
 from taskapi.api.envelope import empty, ok
 from taskapi.api.serialize import user_json
 from taskapi.errors import InvalidCredentials, InvalidRefreshToken, WrongPassword
-from taskapi.models import User
+from taskapi.models import UserView
 
 
 def register(body: dict[str, Any]) -> flask.Response:
@@ -30,8 +30,8 @@ def register(body: dict[str, Any]) -> flask.Response:
 
 def login(body: dict[str, Any]) -> flask.Response:
     app = services.current()
-    with app.db.reading() as s:
-        user = users.find_by_email(s, body["email"])
+    with app.db.reading() as c:
+        user = users.find_by_email(c, body["email"])
     # Unknown email, wrong password and a password too long for bcrypt all cost one bcrypt
     # check and give the same answer.
     password_ok = app.passwords.verify(body["password"], user.password_hash if user else None)
@@ -49,7 +49,7 @@ def refresh_token(body: dict[str, Any]) -> flask.Response:
         rotated = refresh_tokens.rotate(
             s, body["refresh_token"], ttl=app.settings.refresh_token_ttl
         )
-        user = users.get(s, rotated.user_id) if rotated else None
+        user = users.get(s.connection(), rotated.user_id) if rotated else None
     # Outside the transaction: revoking a replayed token's family must be committed.
     if rotated is None or user is None:
         raise InvalidRefreshToken()
@@ -64,14 +64,17 @@ def logout(body: dict[str, Any], user: int, token_info: dict[str, Any]) -> flask
 
 
 def get_me(user: int) -> flask.Response:
-    with services.current().db.reading() as s:
-        account = users.get(s, user)
+    with services.current().db.reading() as c:
+        account = users.get(c, user)
     return ok(user_json(account))
 
 
 def update_me(body: dict[str, Any], user: int) -> flask.Response:
     with services.current().db.transaction() as s:
-        account = users.rename(s, user, name=body["name"]) if "name" in body else users.get(s, user)
+        if "name" in body:
+            account = users.rename(s, user, name=body["name"])
+        else:
+            account = users.get(s.connection(), user)
     return ok(user_json(account))
 
 
@@ -97,14 +100,14 @@ def delete_me(body: dict[str, Any], user: int) -> flask.Response:
 def _check_password(user: int, password: str) -> None:
     """Raises WrongPassword unless `password` is the account's."""
     app = services.current()
-    with app.db.reading() as s:
-        account = users.get(s, user)
+    with app.db.reading() as c:
+        account = users.get(c, user)
     # bcrypt outside the session, so no pooled connection waits on it.
     if not app.passwords.verify(password, account.password_hash):
         raise WrongPassword()
 
 
-def _session(user: User, refresh_token: str) -> dict[str, Any]:
+def _session(user: UserView, refresh_token: str) -> dict[str, Any]:
     access = services.current().token_codec.issue(
         user_id=user.id, email=user.email, version=user.token_version
     )

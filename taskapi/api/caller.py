@@ -30,8 +30,8 @@ def bearer_info(token: str, request: Any) -> dict[str, Any]:
         claims = services.token_codec.decode(token)
     except jwt.InvalidTokenError:
         raise OAuthProblem(detail=InvalidToken.message) from None
-    with services.db.reading() as s:
-        owner = access_tokens.owner_of(s, claims)
+    with services.db.reading() as c:
+        owner = access_tokens.owner_of(c, claims)
     return {**claims, "sub": owner}
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from taskapi import timestamps
-from taskapi.models import TaskView, User
+from taskapi.models import TaskView, UserView
 
 
-def user_json(user: User) -> dict[str, Any]:
+def user_json(user: UserView) -> dict[str, Any]:
     return {
         "id": user.id,
         "email": user.email,

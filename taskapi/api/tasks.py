@@ -84,8 +84,8 @@ def list_tasks(user: int, **params: Any) -> flask.Response:
         limit=params["limit"],
         cursor=params.get("cursor"),
     )
-    with services.current().db.reading() as s:
-        page = listing.list_owned(s, owner_id=user, query=query)
+    with services.current().db.reading() as c:
+        page = listing.list_owned(c, owner_id=user, query=query)
     meta: dict[str, Any] = {"limit": query.limit, "next_cursor": page.next_cursor}
     if page.total is not None:
         pages = math.ceil(page.total / query.limit)
@@ -115,8 +115,8 @@ def _link_header(query: listing.ListQuery, meta: dict[str, Any]) -> str:
 
 
 def get_task_stats(user: int) -> flask.Response:
-    with services.current().db.reading() as s:
-        counts = tasks.stats(s, owner_id=user, now=datetime.now(UTC))
+    with services.current().db.reading() as c:
+        counts = tasks.stats(c, owner_id=user, now=datetime.now(UTC))
     return ok(
         {
             "total": counts.total,
@@ -128,8 +128,8 @@ def get_task_stats(user: int) -> flask.Response:
 
 
 def get_task(id: int, user: int) -> flask.Response:
-    with services.current().db.reading() as s:
-        task = tasks.read_owned(s, owner_id=user, task_id=id)
+    with services.current().db.reading() as c:
+        task = tasks.read_owned(c, owner_id=user, task_id=id)
     tag = conditional.etag(task)
     if conditional.none_match(flask.request.headers.get("If-None-Match"), tag):
         return empty(304, {"ETag": tag, "Cache-Control": REVALIDATE})

@@ -102,7 +102,7 @@ def _check_password(user: int, password: str) -> None:
     app = services.current()
     with app.db.reading() as c:
         account = users.get(c, user)
-    # bcrypt outside the session, so no pooled connection waits on it.
+    # bcrypt after the connection is back in the pool, so none waits on it.
     if not app.passwords.verify(password, account.password_hash):
         raise WrongPassword()
 

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import distribution
 from pathlib import Path
-from typing import Any
 
 import yaml
 from connexion.exceptions import ProblemException
@@ -25,7 +24,7 @@ from starlette.datastructures import Headers
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from taskapi.resources import spec_path
+from taskapi.resources import parse_spec, spec_path
 
 # The pages under these bring their own policy (taskapi/middleware.py leaves it to them).
 DOCS_PREFIXES = ("/ui", "/redoc")
@@ -112,7 +111,7 @@ class DocsMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._yaml = spec_path().read_text(encoding="utf-8")
-        self._spec: dict[str, Any] = yaml.safe_load(self._yaml)
+        self._spec = parse_spec(self._yaml)
         swagger_ui = _installed(*_SWAGGER_UI)
         redoc = _installed(*_REDOC)
         swagger_page = _File(_PAGES / "swagger-ui.html")

@@ -80,14 +80,15 @@ class WSGIBridge:
             if close is not None:
                 close()
         status, headers = started
-        return (
-            int(status[:3]),
-            [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers],
-            body,
-        )
+        return int(status[:3]), raw_headers(headers), body
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def raw_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """WSGI's (name, value) strings as ASGI's lower-cased latin-1 byte pairs."""
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
 def _no_write(data: bytes) -> None:

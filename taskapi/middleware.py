@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskapi import problems
+from taskapi.bridge import raw_headers
 from taskapi.docs import DOCS_PREFIXES
 from taskapi.errors import problem_bytes
 from taskapi.problems import PROBLEM_JSON
@@ -77,23 +78,17 @@ class CORSMiddleware(StarletteCORSMiddleware):
         )
 
 
-def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    return [
-        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
-    ]
-
-
 # Every response gets these; API responses, unlike the docs pages (which set their own CSP),
 # also get the CSP, and no-store unless their handler chose a Cache-Control.
-DOCS_HEADERS = _raw(
-    {
-        "X-Content-Type-Options": "nosniff",
-        "X-Frame-Options": "DENY",
-        "Referrer-Policy": "no-referrer",
-    }
+DOCS_HEADERS = raw_headers(
+    [
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "no-referrer"),
+    ]
 )
-API_HEADERS = DOCS_HEADERS + _raw({"Content-Security-Policy": API_CSP})
-NOT_CACHED = _raw({"Cache-Control": "no-store"})
+API_HEADERS = DOCS_HEADERS + raw_headers([("Content-Security-Policy", API_CSP)])
+NOT_CACHED = raw_headers([("Cache-Control", "no-store")])
 # Per kind of response (API or not): the headers added, and the names they replace.
 SECURITY_HEADERS = {
     is_api: (added, {name for name, _ in added})

@@ -27,6 +27,7 @@ from taskapi.models import (
     NO_DUE_DATE,
     PRIORITY_RANK,
     PRIORITY_RANKS,
+    TASKS,
     TITLE_KEY,
     Task,
     TaskCount,
@@ -114,7 +115,7 @@ def list_owned(c: Connection, *, owner_id: int, query: ListQuery) -> Page:
 
 
 # Pages are rows, not ORM objects: building those cost more than the query on a page of 20.
-_TASK_ROWS = select(*Task.__table__.c)
+_TASK_ROWS = select(*TASKS.c)
 
 
 def _total(c: Connection, owner_id: int, query: ListQuery, where: list[ColumnElement[bool]]) -> int:

@@ -146,6 +146,12 @@ class TaskView(Protocol):
     updated_at: datetime
 
 
+# The tables behind User and Task, for the Core statements that read and write them as rows
+# (a model's __table__ is typed as a FromClause, which insert() and update() do not take).
+USERS = Base.metadata.tables[User.__tablename__]
+TASKS = Base.metadata.tables[Task.__tablename__]
+
+
 class RefreshToken(Base):
     """One refresh token of a login session (a family); only its SHA-256 is kept."""
 

@@ -13,9 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from taskapi.errors import AccountGone, EmailTaken
-from taskapi.models import User, UserView, utcnow
-
-_USERS = User.metadata.tables[User.__tablename__]
+from taskapi.models import USERS, UserView, utcnow
 
 
 def normalize_email(email: str) -> str:
@@ -27,7 +25,7 @@ def register(s: Session, *, email: str, name: str, password_hash: str) -> UserVi
     """Create an account. Raises Conflict if the email is taken, even by a concurrent request."""
     now = utcnow()
     statement = (
-        insert(_USERS)
+        insert(USERS)
         .values(
             email=normalize_email(email),
             name=name,
@@ -35,7 +33,7 @@ def register(s: Session, *, email: str, name: str, password_hash: str) -> UserVi
             created_at=now,
             updated_at=now,
         )
-        .returning(*_USERS.c)
+        .returning(*USERS.c)
     )
     try:
         # The unique constraint decides; checking first would race with concurrent sign-ups.
@@ -45,12 +43,12 @@ def register(s: Session, *, email: str, name: str, password_hash: str) -> UserVi
 
 
 def find_by_email(c: Connection, email: str) -> UserView | None:
-    return c.execute(select(*_USERS.c).where(_USERS.c.email == normalize_email(email))).first()
+    return c.execute(select(*USERS.c).where(USERS.c.email == normalize_email(email))).first()
 
 
 def get(c: Connection, user_id: int) -> UserView:
     """The account. Raises AccountGone if it was deleted (after its token was checked)."""
-    user = c.execute(select(*_USERS.c).where(_USERS.c.id == user_id)).first()
+    user = c.execute(select(*USERS.c).where(USERS.c.id == user_id)).first()
     if user is None:
         raise AccountGone()
     return user
@@ -62,17 +60,15 @@ def rename(s: Session, user_id: int, *, name: str) -> UserView:
 
 def set_password(s: Session, user_id: int, *, password_hash: str) -> UserView:
     """Replace the password; access tokens issued before stop working."""
-    return _update(
-        s, user_id, password_hash=password_hash, token_version=_USERS.c.token_version + 1
-    )
+    return _update(s, user_id, password_hash=password_hash, token_version=USERS.c.token_version + 1)
 
 
 def _update(s: Session, user_id: int, **values: Any) -> UserView:
     statement = (
-        update(_USERS)
-        .where(_USERS.c.id == user_id)
+        update(USERS)
+        .where(USERS.c.id == user_id)
         .values(**values, updated_at=utcnow())
-        .returning(*_USERS.c)
+        .returning(*USERS.c)
     )
     user = s.connection().execute(statement).first()
     if user is None:
@@ -82,4 +78,4 @@ def _update(s: Session, user_id: int, **values: Any) -> UserView:
 
 def remove(s: Session, user_id: int) -> None:
     """Delete the account; its tasks and tokens go with it (ON DELETE CASCADE)."""
-    s.connection().execute(delete(_USERS).where(_USERS.c.id == user_id))
+    s.connection().execute(delete(USERS).where(USERS.c.id == user_id))

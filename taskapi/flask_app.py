@@ -1,4 +1,4 @@
-"""Connexion's FlaskApp with two costs of its request path taken out.
+"""Connexion's FlaskApp with three costs of its request path taken out.
 
 1. The WSGI bridge: FlaskApp serves Flask through a2wsgi's thread pool; this one uses
    `WSGIBridge` (taskapi/bridge.py), which runs requests on the event loop unless told to
@@ -11,6 +11,8 @@
    all (a handler that takes none is not handed a parsed request), and whether the operation
    accepts form data (if not, the request's files are not parsed). The per-request part
    (reading the request through the operation's URI parser) is otherwise unchanged.
+3. Routing twice: Flask binds its URL map to each request and matches the path again, to
+   find the operation Connexion has already routed it to (`RoutedFlask`).
 
 Everything else is Connexion's own: the middleware stack, validation, security, routing, error
 handling and the Flask app.
@@ -35,13 +37,16 @@ from connexion.decorators.parameter import (
     prep_kwargs,
     unwrap_decorators,
 )
+from connexion.frameworks import flask as flask_utils
 from connexion.lifecycle import WSGIRequest
 from connexion.operations import AbstractOperation
 from connexion.uri_parsing import AbstractURIParser
 from connexion.utils import inspect_function_arguments
 from starlette.types import Scope
+from werkzeug.routing import MapAdapter, Rule
 
 from taskapi.bridge import WSGIBridge
+from taskapi.routing import operation_id
 
 FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -153,13 +158,69 @@ class DecoratedFlaskApi(FlaskApi):  # type: ignore[misc]
         )
 
 
+class RoutedFlask(flask.Flask):
+    """Flask that takes the route Connexion matched instead of matching the path again.
+
+    Every request that reaches Flask has been routed by Connexion (taskapi/routing.py answers
+    404 for the rest), so binding the URL map to the request and matching would only find the
+    same operation's rule, at a cost comparable to a small handler's. For such a request the
+    rule of its operation is set directly and no URL adapter is made, so `url_for` cannot build
+    URLs there; a request Connexion did not route is matched by Flask as usual.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rules: dict[str, Rule] | None = None
+
+    def create_url_adapter(self, request: flask.Request | None) -> MapAdapter | None:
+        if request is not None and self._routed_rule(request.environ) is not None:
+            return None  # nothing to match: request_context() sets the rule
+        return super().create_url_adapter(request)
+
+    def request_context(self, environ: dict[str, Any]) -> Any:
+        context = super().request_context(environ)
+        rule = self._routed_rule(environ)
+        if rule is not None:
+            context.request.url_rule = rule
+            # Connexion's request reads path parameters from view_args and converts them
+            # itself, so Starlette's match (strings) serves as well as Flask's.
+            context.request.view_args = dict(environ["asgi.scope"].get("path_params", {}))
+        return context
+
+    def _routed_rule(self, environ: dict[str, Any]) -> Rule | None:
+        scope = environ.get("asgi.scope")
+        routed = operation_id(scope) if scope is not None else None
+        if routed is None:
+            return None
+        if self._rules is None:  # the URL map is complete once the first request arrives
+            operations = {
+                endpoint: view.operation_id
+                for endpoint, view in self.view_functions.items()
+                if isinstance(view, FlaskOperation)
+            }
+            self._rules = {
+                operations[rule.endpoint]: rule
+                for rule in self.url_map.iter_rules()
+                if rule.endpoint in operations
+            }
+        return self._rules.get(routed)
+
+
 class BridgedFlaskASGIApp(FlaskASGIApp):  # type: ignore[misc]
-    """The Flask app behind Connexion's middleware, served through a WSGIBridge."""
+    """The Flask app behind Connexion's middleware: a RoutedFlask served through a WSGIBridge."""
 
     def __init__(
         self, import_name: str, server_args: dict[str, Any], offload: Callable[[Scope], bool]
     ) -> None:
-        super().__init__(import_name, server_args)
+        # What FlaskASGIApp.__init__ does, with a RoutedFlask and the bridge.
+        self.app = RoutedFlask(import_name, **server_args)
+        self.app.json = flask_utils.FlaskJSONProvider(self.app)
+        self.app.url_map.converters["float"] = flask_utils.NumberConverter
+        self.app.url_map.converters["int"] = flask_utils.IntegerConverter
+        # Errors propagate to Connexion's exception middleware.
+        self.app.config["PROPAGATE_EXCEPTIONS"] = True
+        self.app.config["TRAP_BAD_REQUEST_ERRORS"] = True
+        self.app.config["TRAP_HTTP_EXCEPTIONS"] = True
         self.bridge = WSGIBridge(self.app.wsgi_app, offload=offload)
         self.asgi_app = self.bridge
 

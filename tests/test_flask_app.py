@@ -7,6 +7,7 @@ from typing import Any
 import connexion
 import flask
 import pytest
+import werkzeug.routing
 from connexion.resolver import Resolver
 
 from taskapi import flask_app
@@ -70,7 +71,9 @@ calls: list[tuple[str, dict[str, Any]]] = []
 
 
 def bare() -> flask.Response:
-    calls.append(("bare", {}))
+    # What Flask knows of the route, which RoutedFlask sets without matching.
+    route = {"rule": flask.request.url_rule.rule, "endpoint": flask.request.endpoint}
+    calls.append(("bare", route))
     return flask.jsonify(bare=True)
 
 
@@ -140,3 +143,28 @@ def test_a_handler_without_arguments_is_not_handed_the_parsed_request(monkeypatc
     assert client.get("/bare").json() == {"bare": True}
     assert client.get("/everything/5").json() == {"item_id": 5}
     assert parsed == ["/everything/5"]
+
+
+def test_flask_does_not_route_again_what_connexion_routed(monkeypatch):
+    matched: list[str] = []
+    original = werkzeug.routing.MapAdapter.match
+
+    def counted(self: werkzeug.routing.MapAdapter, *args: Any, **kwargs: Any) -> Any:
+        matched.append(self.path_info)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(werkzeug.routing.MapAdapter, "match", counted)
+    assert stock_app().test_client().get("/everything/5").status_code == 200
+    assert matched == ["/everything/5"]
+    matched.clear()
+    client = our_app().test_client()
+    assert client.get("/everything/5").json() == {"item_id": 5}
+    assert client.post("/items/7", json={}).json()["item_id"] == 7
+    assert matched == []
+
+
+def test_a_request_connexion_did_not_route_is_matched_by_flask():
+    app = our_app().app
+    app.add_url_rule("/plain/<int:n>", "plain", lambda n: {"n": n})
+    with app.test_client() as client:
+        assert client.get("/plain/3").json == {"n": 3}

@@ -208,3 +208,28 @@ def test_the_stack_keeps_every_connexion_layer_that_does_something(tmp_path, val
     positions = [next(i for i, ours in enumerate(stack) if issubclass(ours, m)) for m in kept]
     assert positions == sorted(positions)
     assert [m for m in stack if issubclass(m, left_out)] == []
+
+
+def test_a_server_process_sets_the_apps_objects_aside_from_the_garbage_collector(workdir):
+    # In a process of its own: frozen objects stay frozen for the life of the process.
+    script = (
+        "import gc\n"
+        "from taskapi.server import serving_app\n"
+        "serving_app()\n"
+        "print(gc.get_freeze_count(), len(gc.get_objects()))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "JWT_SECRET": JWT_SECRET,
+            "DATABASE_URL": f"sqlite:///{workdir / 'unused.db'}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    frozen, tracked = map(int, result.stdout.split())
+    assert frozen > 10_000
+    assert tracked < frozen / 10

@@ -11,14 +11,26 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import operator
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, func, literal, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    tuple_,
+)
 
 from taskapi import timestamps
 from taskapi.errors import InvalidInput
@@ -74,12 +86,6 @@ class ListQuery:
     cursor: str | None = None
 
 
-# Any filter but status and priority (one added later included) needs the count.
-_UNCOUNTED_FILTERS = tuple(
-    f.name for f in fields(ListQuery) if f.name not in COUNTED_FILTERS | PAGING
-)
-
-
 @dataclass(frozen=True)
 class Page:
     tasks: Sequence[TaskView]
@@ -91,44 +97,119 @@ class Page:
 def list_owned(c: Connection, *, owner_id: int, query: ListQuery) -> Page:
     """One page of the caller's tasks."""
     dialect = c.dialect.name
-    where = [Task.user_id == owner_id, *_filters(query, dialect)]
+    filters = tuple(name for name in _FILTERS if getattr(query, name) not in (None, ""))
+    values: dict[str, Any] = {"owner_id": owner_id, "limit": query.limit}
+    for name in filters:
+        values[name] = _FILTERS[name].value(getattr(query, name), dialect)
     if query.cursor is not None:
         # The cursor carries the order it was issued in, and wins over `sort` as over `page`.
         sort, last_key, last_id = decode_cursor(query.cursor)
-        key = _sort_key(sort, dialect)
-        where.append(_after(key, sort, last_key, last_id))
-        statement = _TASK_ROWS.where(*where).order_by(*_order(key, sort))
-        rows = list(c.execute(statement.limit(query.limit + 1)))
+        values |= {"last_key": last_key, "last_id": last_id, "limit": query.limit + 1}
+        statement = _cursor_statement(_Shape(dialect, sort, filters, last_key is None))
+        rows = list(c.execute(statement, values))
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         return Page(rows, None, _encode(rows[-1], sort) if more else None)
 
-    total = _total(c, owner_id, query, where)
+    page, count = _offset_statements(_Shape(dialect, query.sort, filters))
+    # PostgreSQL's sum of a bigint is a numeric.
+    total = int(c.scalar(count, values) or 0)
     offset = (query.page - 1) * query.limit
     if offset >= total:
         return Page([], total, None)
-    key = _sort_key(query.sort, dialect)
-    statement = _TASK_ROWS.where(*where).order_by(*_order(key, query.sort))
-    rows = list(c.execute(statement.limit(query.limit).offset(offset)))
+    rows = list(c.execute(page, {**values, "offset": offset}))
     more = offset + len(rows) < total
     return Page(rows, total, _encode(rows[-1], query.sort) if more else None)
 
 
-# Pages are rows, not ORM objects: building those cost more than the query on a page of 20.
-_TASK_ROWS = select(*TASKS.c)
+@dataclass(frozen=True)
+class _Filter:
+    """A filter of ListQuery: its condition on a bound parameter of its name, and that value."""
+
+    condition: Callable[[str], ColumnElement[bool]]
+    value: Callable[[Any, str], Any] = lambda value, _dialect: value
 
 
-def _total(c: Connection, owner_id: int, query: ListQuery, where: list[ColumnElement[bool]]) -> int:
+def _contains(column: Any, dialect: str) -> ColumnElement[bool]:
+    """Case-insensitive substring match of the `q` parameter (see _pattern)."""
+    if dialect == "postgresql":
+        # Served by the pg_trgm indexes of migration 0002.
+        match: ColumnElement[bool] = column.ilike(bindparam("q"), escape="\\")
+        return match
+    # SQLite's own lower() only folds ASCII; db.py registers Python's as unicode_lower().
+    return func.unicode_lower(column).like(bindparam("q"), escape="\\")
+
+
+def _pattern(text: str, dialect: str) -> str:
+    """`text` as the LIKE pattern of a substring; `%` and `_` in it are literal."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped if dialect == 'postgresql' else escaped.lower()}%"
+
+
+# One per field of ListQuery that is not about paging (a test checks they match). Ranges are
+# half-open: `after` includes its instant, `before` excludes it.
+_FILTERS: dict[str, _Filter] = {
+    "status": _Filter(lambda _: Task.status == bindparam("status")),
+    "priority": _Filter(lambda _: Task.priority == bindparam("priority")),
+    "q": _Filter(
+        lambda dialect: or_(_contains(Task.title, dialect), _contains(Task.description, dialect)),
+        _pattern,
+    ),
+    "due_after": _Filter(lambda _: Task.due_date >= bindparam("due_after")),
+    "due_before": _Filter(lambda _: Task.due_date < bindparam("due_before")),
+    "created_after": _Filter(lambda _: Task.created_at >= bindparam("created_after")),
+    "created_before": _Filter(lambda _: Task.created_at < bindparam("created_before")),
+}
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What a list statement's SQL depends on; the values it runs with are parameters."""
+
+    dialect: str
+    sort: Sort
+    filters: tuple[str, ...]
+    # A cursor after a task without a due date starts from the bound that sorts those last.
+    no_last_key: bool = False
+
+
+# Building a statement and its cache key on each request cost about as much as running it, so
+# each shape's statements are built once.
+
+
+@functools.lru_cache(maxsize=512)
+def _offset_statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
+    """An offset page of `shape`, and the size of its filtered set."""
+    where = _where(shape)
+    return _rows(shape).where(*where).offset(bindparam("offset")), _total(shape, where)
+
+
+@functools.lru_cache(maxsize=512)
+def _cursor_statement(shape: _Shape) -> Select[Any]:
+    """The rows of `shape` after a cursor's (last_key, last_id)."""
+    key = _sort_key(shape.sort, shape.dialect)
+    return _rows(shape).where(*_where(shape), _after(key, shape.sort, shape.no_last_key))
+
+
+def _where(shape: _Shape) -> list[ColumnElement[bool]]:
+    return [
+        Task.user_id == bindparam("owner_id"),
+        *(_FILTERS[name].condition(shape.dialect) for name in shape.filters),
+    ]
+
+
+def _rows(shape: _Shape) -> Select[Any]:
+    key = _sort_key(shape.sort, shape.dialect)
+    return select(*TASKS.c).order_by(*_order(key, shape.sort)).limit(bindparam("limit"))
+
+
+def _total(shape: _Shape, where: list[ColumnElement[bool]]) -> Select[Any]:
     """The size of the filtered set: from task_counts when it can tell, else counted."""
-    if any(getattr(query, name) not in (None, "") for name in _UNCOUNTED_FILTERS):
-        return c.scalar(select(func.count()).select_from(Task).where(*where)) or 0
-    counts = [TaskCount.user_id == owner_id]
-    if query.status is not None:
-        counts.append(TaskCount.status == query.status)
-    if query.priority is not None:
-        counts.append(TaskCount.priority == query.priority)
-    # PostgreSQL's sum of a bigint is a numeric.
-    return int(c.scalar(select(func.sum(TaskCount.n)).where(*counts)) or 0)
+    if not COUNTED_FILTERS.issuperset(shape.filters):
+        return select(func.count()).select_from(Task).where(*where)
+    counts = [TaskCount.user_id == bindparam("owner_id")]
+    counts += [getattr(TaskCount, name) == bindparam(name) for name in shape.filters]
+    return select(func.sum(TaskCount.n)).where(*counts)
 
 
 def _sort_key(sort: Sort, dialect: str) -> ColumnElement[Any]:
@@ -149,50 +230,15 @@ def _order(key: ColumnElement[Any], sort: Sort) -> list[ColumnElement[Any]]:
     return [key.asc(), Task.id.asc()]
 
 
-def _filters(query: ListQuery, dialect: str) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = []
-    if query.status is not None:
-        where.append(Task.status == query.status)
-    if query.priority is not None:
-        where.append(Task.priority == query.priority)
-    if query.q:
-        where.append(
-            or_(
-                _contains(Task.title, query.q, dialect),
-                _contains(Task.description, query.q, dialect),
-            )
-        )
-    # Ranges are half-open: `after` includes its instant, `before` excludes it.
-    if query.due_after is not None:
-        where.append(Task.due_date >= query.due_after)
-    if query.due_before is not None:
-        where.append(Task.due_date < query.due_before)
-    if query.created_after is not None:
-        where.append(Task.created_at >= query.created_after)
-    if query.created_before is not None:
-        where.append(Task.created_at < query.created_before)
-    return where
-
-
-def _contains(column: Any, text: str, dialect: str) -> ColumnElement[bool]:
-    """Case-insensitive substring match; `%` and `_` in `text` are literal."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    if dialect == "postgresql":
-        # Served by the pg_trgm indexes of migration 0002.
-        match: ColumnElement[bool] = column.ilike(f"%{escaped}%", escape="\\")
-        return match
-    # SQLite's own lower() only folds ASCII; db.py registers Python's as unicode_lower().
-    return func.unicode_lower(column).like(f"%{escaped.lower()}%", escape="\\")
-
-
-def _after(key: ColumnElement[Any], sort: Sort, last_key: Any, last_id: int) -> ColumnElement[bool]:
+def _after(key: ColumnElement[Any], sort: Sort, no_last_key: bool) -> ColumnElement[bool]:
     """Rows that sort after (last_key, last_id), as a row comparison an index can serve."""
     later, from_ = (operator.lt, operator.le) if sort.descending else (operator.gt, operator.ge)
     # Only due_date is nullable, and its key stands in for NULL with what sorts last.
-    bound = NO_DUE_DATE[sort.descending] if last_key is None else literal(last_key, key.type)
+    bound = NO_DUE_DATE[sort.descending] if no_last_key else bindparam("last_key", type_=key.type)
+    last_id = bindparam("last_id", type_=Integer)
     # The key's own bound repeats part of the row comparison for SQLite, which starts an index
     # range on an expression (priority, due_date) from a plain comparison only.
-    return and_(from_(key, bound), later(tuple_(key, Task.id), tuple_(bound, literal(last_id))))
+    return and_(from_(key, bound), later(tuple_(key, Task.id), tuple_(bound, last_id)))
 
 
 def _key_of(task: TaskView, sort: Sort) -> Any:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from taskapi import listing
 from tests.conftest import assert_problem
 
 
@@ -284,3 +287,8 @@ def test_a_cursor_only_walks_the_callers_tasks(api, auth):
     cursor = list_tasks(api, auth, limit=1)["meta"]["next_cursor"]
     body = list_tasks(api, auth, cursor=cursor, limit=100)
     assert all(t["title"].startswith("mine") for t in body["data"])
+
+
+def test_every_filter_of_a_list_query_has_its_condition():
+    filters = {f.name for f in dataclasses.fields(listing.ListQuery)} - listing.PAGING
+    assert set(listing._FILTERS) == filters

@@ -7,12 +7,13 @@ one), and nothing here needs the unit of work.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
 
-from sqlalchemy import Connection, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import Connection, Update, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from taskapi.errors import TaskChanged, TaskNotFound
@@ -162,16 +163,43 @@ def _write(
 ) -> TaskView:
     # One statement checks the version and writes, so two writers with the same ETag cannot
     # both win.
-    statement = (
-        update(TASKS)
-        .where(*_target(owner_id, task_id, precondition))
-        .values(**values, updated_at=utcnow(), version=TASKS.c.version + 1)
-        .returning(*TASKS.c)
-    )
-    task = s.connection().execute(statement).first()
+    statement = _update_statement(tuple(sorted(values)), precondition.versions is not None)
+    parameters = {
+        "task_id": task_id,
+        "owner_id": owner_id,
+        "versions": list(precondition.versions or ()),
+        "now": utcnow(),
+        **{_SET + name: value for name, value in values.items()},
+    }
+    task = s.connection().execute(statement, parameters).first()
     if task is None:
         _missing_or_changed(s, owner_id, task_id, precondition)
     return task
+
+
+# Bound parameters may not be named after the columns an UPDATE sets.
+_SET = "new_"
+
+
+@functools.lru_cache(maxsize=256)
+def _update_statement(columns: tuple[str, ...], versioned: bool) -> Update:
+    """The UPDATE of `columns` of the caller's task (of listed versions, if `versioned`),
+    built once per shape: building it per request cost as much as a short statement's run."""
+    where = [TASKS.c.id == bindparam("task_id"), TASKS.c.user_id == bindparam("owner_id")]
+    if versioned:
+        where.append(TASKS.c.version.in_(bindparam("versions", expanding=True)))
+    return (
+        update(TASKS)
+        .where(*where)
+        .values(
+            {
+                **{name: bindparam(_SET + name, type_=TASKS.c[name].type) for name in columns},
+                "updated_at": bindparam("now", type_=TASKS.c.updated_at.type),
+                "version": TASKS.c.version + 1,
+            }
+        )
+        .returning(*TASKS.c)
+    )
 
 
 def _target(owner_id: int, task_id: int, precondition: Precondition) -> list[Any]:

@@ -93,7 +93,7 @@ def serving_app() -> FlaskApp:
     The app's objects (the spec and its resolved copies, validators, routes, SQLAlchemy's
     tables: about 130,000 of them) live as long as the process. Left to the cyclic garbage
     collector, each of its full collections walks them all, and it does so on the event loop,
-    stalling every request of the worker (80 ms each time on a 2.5 GHz Xeon). Frozen, they are
+    stalling every request of the worker (80 ms each time on a 2-core Xeon). Frozen, they are
     never examined again; what requests create is collected as before.
     """
     from taskapi.app import create_app  # not in the supervisor, which serves nothing

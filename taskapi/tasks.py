@@ -13,7 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
 
-from sqlalchemy import Connection, Update, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Update,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from taskapi.errors import TaskChanged, TaskNotFound
@@ -103,14 +114,30 @@ def stats(c: Connection, *, owner_id: int, now: datetime) -> Stats:
     return Stats(by_status, by_priority, late)
 
 
-_OWNED_ROW = select(*TASKS.c).where(
-    TASKS.c.id == bindparam("task_id"), TASKS.c.user_id == bindparam("owner_id")
-)
+def _owned(*, versioned: bool = False) -> list[ColumnElement[bool]]:
+    """The caller's task, as bound parameters task_id and owner_id; with `versioned`, only
+    while its version is one of the parameter `versions` (If-Match)."""
+    where = [TASKS.c.id == bindparam("task_id"), TASKS.c.user_id == bindparam("owner_id")]
+    if versioned:
+        where.append(TASKS.c.version.in_(bindparam("versions", expanding=True)))
+    return where
+
+
+def _owned_values(owner_id: int, task_id: int, precondition: Precondition) -> dict[str, Any]:
+    """The parameters of _owned()."""
+    return {"task_id": task_id, "owner_id": owner_id, "versions": list(precondition.versions or ())}
+
+
+_OWNED_ROW = select(*TASKS.c).where(*_owned())
+_OWNED_ID = select(TASKS.c.id).where(*_owned())
+_DELETE = {
+    versioned: delete(TASKS).where(*_owned(versioned=versioned)) for versioned in (False, True)
+}
 
 
 def read_owned(c: Connection, *, owner_id: int, task_id: int) -> TaskView:
     """The caller's task. Raises TaskNotFound if it does not exist or belongs to someone else."""
-    row = c.execute(_OWNED_ROW, {"task_id": task_id, "owner_id": owner_id}).first()
+    row = c.execute(_OWNED_ROW, _owned_values(owner_id, task_id, ANY_VERSION)).first()
     if row is None:
         raise TaskNotFound()
     return row
@@ -149,7 +176,8 @@ def remove(
     s: Session, *, owner_id: int, task_id: int, precondition: Precondition = ANY_VERSION
 ) -> None:
     """Delete the caller's task. Raises TaskNotFound if there is none to delete."""
-    result = s.connection().execute(delete(TASKS).where(*_target(owner_id, task_id, precondition)))
+    statement = _DELETE[precondition.versions is not None]
+    result = s.connection().execute(statement, _owned_values(owner_id, task_id, precondition))
     if result.rowcount == 0:
         _missing_or_changed(s, owner_id, task_id, precondition)
 
@@ -165,9 +193,7 @@ def _write(
     # both win.
     statement = _update_statement(tuple(sorted(values)), precondition.versions is not None)
     parameters = {
-        "task_id": task_id,
-        "owner_id": owner_id,
-        "versions": list(precondition.versions or ()),
+        **_owned_values(owner_id, task_id, precondition),
         "now": utcnow(),
         **{_SET + name: value for name, value in values.items()},
     }
@@ -185,12 +211,9 @@ _SET = "new_"
 def _update_statement(columns: tuple[str, ...], versioned: bool) -> Update:
     """The UPDATE of `columns` of the caller's task (of listed versions, if `versioned`),
     built once per shape: building it per request cost as much as a short statement's run."""
-    where = [TASKS.c.id == bindparam("task_id"), TASKS.c.user_id == bindparam("owner_id")]
-    if versioned:
-        where.append(TASKS.c.version.in_(bindparam("versions", expanding=True)))
     return (
         update(TASKS)
-        .where(*where)
+        .where(*_owned(versioned=versioned))
         .values(
             {
                 **{name: bindparam(_SET + name, type_=TASKS.c[name].type) for name in columns},
@@ -202,21 +225,12 @@ def _update_statement(columns: tuple[str, ...], versioned: bool) -> Update:
     )
 
 
-def _target(owner_id: int, task_id: int, precondition: Precondition) -> list[Any]:
-    where = [TASKS.c.id == task_id, TASKS.c.user_id == owner_id]
-    if precondition.versions is not None:
-        where.append(TASKS.c.version.in_(precondition.versions))
-    return where
-
-
 def _missing_or_changed(
     s: Session, owner_id: int, task_id: int, precondition: Precondition
 ) -> NoReturn:
     # With versions to match, no row written means a changed task or a missing one; say which.
     if precondition.versions is not None:
-        found = s.connection().scalar(
-            select(TASKS.c.id).where(*_target(owner_id, task_id, ANY_VERSION))
-        )
+        found = s.connection().scalar(_OWNED_ID, _owned_values(owner_id, task_id, ANY_VERSION))
         if found is not None:
             raise TaskChanged()
     raise TaskNotFound()

@@ -12,7 +12,8 @@
    accepts form data (if not, the request's files are not parsed). The per-request part
    (reading the request through the operation's URI parser) is otherwise unchanged.
 3. Routing twice: Flask binds its URL map to each request and matches the path again, to
-   find the operation Connexion has already routed it to (`RoutedFlask`).
+   find the operation Connexion has already routed it to, and asks of the view it found
+   whether it is a coroutine function (`RoutedFlask`).
 
 Everything else is Connexion's own: the middleware stack, validation, security, routing, error
 handling and the Flask app.
@@ -166,11 +167,22 @@ class RoutedFlask(flask.Flask):
     same operation's rule, at a cost comparable to a small handler's. For such a request the
     rule of its operation is set directly and no URL adapter is made, so `url_for` cannot build
     URLs there; a request Connexion did not route is matched by Flask as usual.
+
+    Flask also inspects each view on every request to tell whether it must be run as a
+    coroutine; here each registered view is inspected once.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._rules: dict[str, Rule] | None = None
+        self._synced_views: dict[Callable[..., Any], Callable[..., Any]] | None = None
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        ensure_sync = super().ensure_sync
+        if self._synced_views is None:  # Flask accepts no new views after the first request
+            self._synced_views = {view: ensure_sync(view) for view in self.view_functions.values()}
+        synced = self._synced_views.get(func)
+        return synced if synced is not None else ensure_sync(func)
 
     def create_url_adapter(self, request: flask.Request | None) -> MapAdapter | None:
         if request is not None and self._routed_rule(request.environ) is not None:

@@ -168,3 +168,21 @@ def test_a_request_connexion_did_not_route_is_matched_by_flask():
     app.add_url_rule("/plain/<int:n>", "plain", lambda n: {"n": n})
     with app.test_client() as client:
         assert client.get("/plain/3").json == {"n": 3}
+
+
+def test_flask_asks_once_whether_a_view_is_a_coroutine_function(monkeypatch):
+    asked: list[Any] = []
+    original = flask.app.iscoroutinefunction
+
+    def counted(function: Any) -> bool:
+        asked.append(function)
+        return original(function)
+
+    monkeypatch.setattr(flask.app, "iscoroutinefunction", counted)
+    client = our_app().test_client()
+    for _ in range(3):
+        assert client.get("/everything/5").json() == {"item_id": 5}
+        assert client.get("/bare").json() == {"bare": True}
+    views = [view.operation_id for view in asked if isinstance(view, flask_app.FlaskOperation)]
+    assert {"bare", "everything"} <= set(views)
+    assert len(views) == len(set(views))

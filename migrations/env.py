@@ -7,7 +7,7 @@ from sqlalchemy import Connection, Engine
 
 from taskapi.config import Settings
 from taskapi.db import make_engine
-from taskapi.models import Base, exists_on
+from taskapi.models import exists_on, metadata
 
 config = context.config
 
@@ -15,7 +15,7 @@ config = context.config
 def run_with(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=Base.metadata,
+        target_metadata=metadata,
         # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
         render_as_batch=True,
         compare_type=True,

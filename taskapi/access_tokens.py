@@ -15,11 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jwt
-from sqlalchemy import Connection, bindparam, delete, exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, delete, exists, insert, select
 
 from taskapi.errors import InvalidToken
-from taskapi.models import RevokedAccessToken, User, utcnow
+from taskapi.models import REVOKED_ACCESS_TOKENS, USERS, utcnow
 
 ACCESS_TOKEN_TTL = 15 * 60
 TOKEN_ALGORITHM = "HS256"
@@ -71,9 +70,9 @@ class TokenCodec:
         return claims
 
 
-_CURRENT_VERSION = select(User.token_version).where(
-    User.id == bindparam("user_id"),
-    ~exists().where(RevokedAccessToken.jti == bindparam("jti")),
+_CURRENT_VERSION = select(USERS.c.token_version).where(
+    USERS.c.id == bindparam("user_id"),
+    ~exists().where(REVOKED_ACCESS_TOKENS.c.jti == bindparam("jti")),
 )
 
 
@@ -87,13 +86,13 @@ def owner_of(c: Connection, claims: dict[str, Any]) -> int:
     return user_id
 
 
-def deny(s: Session, claims: dict[str, Any]) -> None:
+def deny(s: Connection, claims: dict[str, Any]) -> None:
     """Refuse the token with these claims from now until it would have expired anyway."""
     now = utcnow()
     # Entries are only needed until their token expires; clearing them here keeps the table small.
-    s.execute(delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now))
-    s.add(
-        RevokedAccessToken(
+    s.execute(delete(REVOKED_ACCESS_TOKENS).where(REVOKED_ACCESS_TOKENS.c.expires_at < now))
+    s.execute(
+        insert(REVOKED_ACCESS_TOKENS).values(
             jti=claims["jti"],
             user_id=claims["user_id"],
             expires_at=datetime.fromtimestamp(claims["exp"], UTC),

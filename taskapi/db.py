@@ -1,13 +1,12 @@
-"""Engines, sessions, and the one place where transactions commit or roll back.
+"""Engines, and the one place where transactions commit or roll back.
 
-Two pools per process. Writes go through `transaction()`: a session in BEGIN ... COMMIT, or
+Two pools per process. Writes go through `transaction()`: a connection in BEGIN ... COMMIT, or
 ROLLBACK on any error. Requests that write nothing use `reading()`: a plain connection, which
 is read-only for real (PostgreSQL: `default_transaction_read_only`; SQLite: `PRAGMA
 query_only`) and in autocommit mode, so a read costs no BEGIN and COMMIT round trips. Under
 READ COMMITTED (PostgreSQL's default) a transaction gives separate statements no common
-snapshot anyway, so reads lose nothing by skipping it. Reads load rows, not ORM objects, so
-they need no session either: opening and closing one cost more CPU than the account check's
-query.
+snapshot anyway, so reads lose nothing by skipping it. Both load rows, not ORM objects:
+TaskAPI uses SQLAlchemy's Core only, and a worker never imports its ORM.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
-from sqlalchemy.orm import Session, sessionmaker
 
 from taskapi.config import Settings
 
@@ -135,17 +133,16 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.engine = make_engine(settings)
         self.read_engine = make_engine(settings, read_only=True)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A session in a transaction: committed on success, rolled back on any error, closed."""
-        with self._sessions.begin() as session:
-            yield session
+    def transaction(self) -> Iterator[Connection]:
+        """A connection in a transaction: committed on success, rolled back on any error."""
+        with self.engine.begin() as connection:
+            yield connection
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:

@@ -11,12 +11,11 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from taskapi.errors import IdempotencyKeyInUse, IdempotencyKeyReused
-from taskapi.models import IdempotencyKey, utcnow
+from taskapi.models import IDEMPOTENCY_KEYS, utcnow
 
 KEY_LIFETIME = timedelta(hours=24)
 # A request that held its key this long without finishing died with its process.
@@ -31,7 +30,7 @@ class StoredResponse:
 
 
 def claim(
-    s: Session, *, user_id: int, operation: str, key: str, request_hash: str
+    s: Connection, *, user_id: int, operation: str, key: str, request_hash: str
 ) -> StoredResponse | None:
     """Reserve `key` for a new request (None), or return the response already stored for it.
 
@@ -39,15 +38,12 @@ def claim(
     caller commits the reservation before doing the work.
     """
     now = utcnow()
-    row = s.scalar(
-        select(IdempotencyKey)
-        .where(
-            IdempotencyKey.user_id == user_id,
-            IdempotencyKey.operation == operation,
-            IdempotencyKey.key == key,
-        )
-        .with_for_update()
+    this_key = (
+        IDEMPOTENCY_KEYS.c.user_id == user_id,
+        IDEMPOTENCY_KEYS.c.operation == operation,
+        IDEMPOTENCY_KEYS.c.key == key,
     )
+    row = s.execute(select(IDEMPOTENCY_KEYS).where(*this_key).with_for_update()).first()
     if row is not None and row.expires_at > now:
         if row.request_hash != request_hash:
             raise IdempotencyKeyReused()
@@ -60,26 +56,25 @@ def claim(
         if row.locked_at is not None and row.locked_at > now - STALE_LOCK:
             raise IdempotencyKeyInUse()
     if row is not None:
-        s.delete(row)  # expired, or abandoned mid-request: start afresh
-        s.flush()
+        # Expired, or abandoned mid-request: start afresh.
+        s.execute(delete(IDEMPOTENCY_KEYS).where(*this_key))
     # Expired keys are dead weight; clear the user's while we are here.
     s.execute(
-        delete(IdempotencyKey).where(
-            IdempotencyKey.user_id == user_id, IdempotencyKey.expires_at <= now
-        )
-    )
-    s.add(
-        IdempotencyKey(
-            user_id=user_id,
-            operation=operation,
-            key=key,
-            request_hash=request_hash,
-            locked_at=now,
-            expires_at=now + KEY_LIFETIME,
+        delete(IDEMPOTENCY_KEYS).where(
+            IDEMPOTENCY_KEYS.c.user_id == user_id, IDEMPOTENCY_KEYS.c.expires_at <= now
         )
     )
     try:
-        s.flush()
+        s.execute(
+            insert(IDEMPOTENCY_KEYS).values(
+                user_id=user_id,
+                operation=operation,
+                key=key,
+                request_hash=request_hash,
+                locked_at=now,
+                expires_at=now + KEY_LIFETIME,
+            )
+        )
     except IntegrityError:
         # A concurrent request with the same key reserved it between our read and insert.
         raise IdempotencyKeyInUse() from None
@@ -87,15 +82,15 @@ def claim(
 
 
 def complete(
-    s: Session, *, user_id: int, operation: str, key: str, response: StoredResponse
+    s: Connection, *, user_id: int, operation: str, key: str, response: StoredResponse
 ) -> None:
     """Store the response of the request that holds `key`, in the transaction of its work."""
     s.execute(
-        update(IdempotencyKey)
+        update(IDEMPOTENCY_KEYS)
         .where(
-            IdempotencyKey.user_id == user_id,
-            IdempotencyKey.operation == operation,
-            IdempotencyKey.key == key,
+            IDEMPOTENCY_KEYS.c.user_id == user_id,
+            IDEMPOTENCY_KEYS.c.operation == operation,
+            IDEMPOTENCY_KEYS.c.key == key,
         )
         .values(
             locked_at=None,
@@ -103,17 +98,16 @@ def complete(
             response_headers=json.dumps(response.headers),
             response_body=response.body,
         )
-        .execution_options(synchronize_session=False)
     )
 
 
-def release(s: Session, *, user_id: int, operation: str, key: str) -> None:
+def release(s: Connection, *, user_id: int, operation: str, key: str) -> None:
     """Give up a reservation whose request failed, so a retry can run it again."""
     s.execute(
-        delete(IdempotencyKey).where(
-            IdempotencyKey.user_id == user_id,
-            IdempotencyKey.operation == operation,
-            IdempotencyKey.key == key,
-            IdempotencyKey.response_status.is_(None),
+        delete(IDEMPOTENCY_KEYS).where(
+            IDEMPOTENCY_KEYS.c.user_id == user_id,
+            IDEMPOTENCY_KEYS.c.operation == operation,
+            IDEMPOTENCY_KEYS.c.key == key,
+            IDEMPOTENCY_KEYS.c.response_status.is_(None),
         )
     )

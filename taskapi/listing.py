@@ -39,10 +39,9 @@ from taskapi.models import (
     NO_DUE_DATE,
     PRIORITY_RANK,
     PRIORITY_RANKS,
+    TASK_COUNTS,
     TASKS,
     TITLE_KEY,
-    Task,
-    TaskCount,
     TaskView,
 )
 
@@ -149,16 +148,18 @@ def _pattern(text: str, dialect: str) -> str:
 # One per field of ListQuery that is not about paging (a test checks they match). Ranges are
 # half-open: `after` includes its instant, `before` excludes it.
 _FILTERS: dict[str, _Filter] = {
-    "status": _Filter(lambda _: Task.status == bindparam("status")),
-    "priority": _Filter(lambda _: Task.priority == bindparam("priority")),
+    "status": _Filter(lambda _: TASKS.c.status == bindparam("status")),
+    "priority": _Filter(lambda _: TASKS.c.priority == bindparam("priority")),
     "q": _Filter(
-        lambda dialect: or_(_contains(Task.title, dialect), _contains(Task.description, dialect)),
+        lambda dialect: or_(
+            _contains(TASKS.c.title, dialect), _contains(TASKS.c.description, dialect)
+        ),
         _pattern,
     ),
-    "due_after": _Filter(lambda _: Task.due_date >= bindparam("due_after")),
-    "due_before": _Filter(lambda _: Task.due_date < bindparam("due_before")),
-    "created_after": _Filter(lambda _: Task.created_at >= bindparam("created_after")),
-    "created_before": _Filter(lambda _: Task.created_at < bindparam("created_before")),
+    "due_after": _Filter(lambda _: TASKS.c.due_date >= bindparam("due_after")),
+    "due_before": _Filter(lambda _: TASKS.c.due_date < bindparam("due_before")),
+    "created_after": _Filter(lambda _: TASKS.c.created_at >= bindparam("created_after")),
+    "created_before": _Filter(lambda _: TASKS.c.created_at < bindparam("created_before")),
 }
 
 
@@ -193,7 +194,7 @@ def _cursor_statement(shape: _Shape) -> Select[Any]:
 
 def _where(shape: _Shape) -> list[ColumnElement[bool]]:
     return [
-        Task.user_id == bindparam("owner_id"),
+        TASKS.c.user_id == bindparam("owner_id"),
         *(_FILTERS[name].condition(shape.dialect) for name in shape.filters),
     ]
 
@@ -206,10 +207,10 @@ def _rows(shape: _Shape) -> Select[Any]:
 def _total(shape: _Shape, where: list[ColumnElement[bool]]) -> Select[Any]:
     """The size of the filtered set: from task_counts when it can tell, else counted."""
     if not COUNTED_FILTERS.issuperset(shape.filters):
-        return select(func.count()).select_from(Task).where(*where)
-    counts = [TaskCount.user_id == bindparam("owner_id")]
-    counts += [getattr(TaskCount, name) == bindparam(name) for name in shape.filters]
-    return select(func.sum(TaskCount.n)).where(*counts)
+        return select(func.count()).select_from(TASKS).where(*where)
+    counts = [TASK_COUNTS.c.user_id == bindparam("owner_id")]
+    counts += [TASK_COUNTS.c[name] == bindparam(name) for name in shape.filters]
+    return select(func.sum(TASK_COUNTS.c.n)).where(*counts)
 
 
 def _sort_key(sort: Sort, dialect: str) -> ColumnElement[Any]:
@@ -220,14 +221,14 @@ def _sort_key(sort: Sort, dialect: str) -> ColumnElement[Any]:
         return DUE_DATE_KEY[sort.descending]
     if sort.key == "title":
         return TITLE_KEY[dialect]
-    column: ColumnElement[Any] = getattr(Task, sort.key)
+    column: ColumnElement[Any] = TASKS.c[sort.key]
     return column
 
 
 def _order(key: ColumnElement[Any], sort: Sort) -> list[ColumnElement[Any]]:
     if sort.descending:
-        return [key.desc(), Task.id.desc()]
-    return [key.asc(), Task.id.asc()]
+        return [key.desc(), TASKS.c.id.desc()]
+    return [key.asc(), TASKS.c.id.asc()]
 
 
 def _after(key: ColumnElement[Any], sort: Sort, no_last_key: bool) -> ColumnElement[bool]:
@@ -238,7 +239,7 @@ def _after(key: ColumnElement[Any], sort: Sort, no_last_key: bool) -> ColumnElem
     last_id = bindparam("last_id", type_=Integer)
     # The key's own bound repeats part of the row comparison for SQLite, which starts an index
     # range on an expression (priority, due_date) from a plain comparison only.
-    return and_(from_(key, bound), later(tuple_(key, Task.id), tuple_(bound, last_id)))
+    return and_(from_(key, bound), later(tuple_(key, TASKS.c.id), tuple_(bound, last_id)))
 
 
 def _key_of(task: TaskView, sort: Sort) -> Any:

@@ -1,4 +1,4 @@
-"""The database schema as typed SQLAlchemy models. Migrations in migrations/ create it."""
+"""The database schema as SQLAlchemy Core tables. Migrations in migrations/ create it."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     TypeDecorator,
     case,
     func,
     literal_column,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.expression import Grouping
 
 TASK_STATUSES = ("pending", "in_progress", "completed")
@@ -65,41 +65,48 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(
-        naming_convention={
-            "ix": "ix_%(column_0_label)s",
-            "uq": "uq_%(table_name)s_%(column_0_name)s",
-            "ck": "ck_%(table_name)s_%(constraint_name)s",
-            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-            "pk": "pk_%(table_name)s",
-        }
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _owner(**options: Any) -> Column[int]:
+    """The `user_id` of a row that belongs to an account, and goes with it."""
+    return Column(
+        "user_id",
+        BigInteger,
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        **options,
     )
-    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}  # noqa: RUF012
 
 
-# SQLite reuses the largest rowid after a delete unless told not to; a reused user id would let a
-# deleted account's token speak for a new one, and a reused task id would match stale ETags.
-NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
-
-
-class User(Base):
-    __tablename__ = "users"
-    __table_args__ = NEVER_REUSE_IDS
-
-    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+USERS = Table(
+    "users",
+    metadata,
+    Column("id", BigIntId, primary_key=True),
     # Stored trimmed and lower-cased, so the unique constraint is case-insensitive.
-    email: Mapped[str] = mapped_column(String(255), unique=True)
-    password_hash: Mapped[str] = mapped_column(String(255))
-    name: Mapped[str] = mapped_column(String(100))
+    Column("email", String(255), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("name", String(100), nullable=False),
     # Access tokens carry it as `ver`; a password change bumps it, which retires them all.
-    token_version: Mapped[int] = mapped_column(default=0, server_default="0")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    Column("token_version", Integer, nullable=False, default=0, server_default="0"),
+    Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime(), nullable=False, default=utcnow),
+    # SQLite reuses the largest rowid after a delete unless told not to; a reused user id would
+    # let a deleted account's token speak for a new one.
+    sqlite_autoincrement=True,
+)
 
 
 class UserView(Protocol):
-    """An account as the domain hands it out: a row of `users` (a User has the same names)."""
+    """An account as the domain hands it out: a row of `users`."""
 
     id: int
     email: str
@@ -110,29 +117,29 @@ class UserView(Protocol):
     updated_at: datetime
 
 
-class Task(Base):
-    __tablename__ = "tasks"
-    __table_args__ = (
-        CheckConstraint(f"status IN {TASK_STATUSES}", name="status"),
-        CheckConstraint(f"priority IN {TASK_PRIORITIES}", name="priority"),
-        NEVER_REUSE_IDS,
-    )
-
-    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
-    title: Mapped[str] = mapped_column(String(200))
-    description: Mapped[str] = mapped_column(Text, default="", server_default="")
-    status: Mapped[str] = mapped_column(String(20), default="pending", server_default="pending")
-    priority: Mapped[str] = mapped_column(String(10), default="medium", server_default="medium")
-    due_date: Mapped[datetime | None]
+TASKS = Table(
+    "tasks",
+    metadata,
+    Column("id", BigIntId, primary_key=True),
+    _owner(),
+    Column("title", String(200), nullable=False),
+    Column("description", Text, nullable=False, default="", server_default=""),
+    Column("status", String(20), nullable=False, default="pending", server_default="pending"),
+    Column("priority", String(10), nullable=False, default="medium", server_default="medium"),
+    Column("due_date", UTCDateTime(), nullable=True),
     # Bumped by every write; the ETag is built from it, and If-Match compares it atomically.
-    version: Mapped[int] = mapped_column(default=1, server_default="1")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    Column("version", Integer, nullable=False, default=1, server_default="1"),
+    Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime(), nullable=False, default=utcnow),
+    CheckConstraint(f"status IN {TASK_STATUSES}", name="status"),
+    CheckConstraint(f"priority IN {TASK_PRIORITIES}", name="priority"),
+    # A reused task id would match stale ETags (as for users).
+    sqlite_autoincrement=True,
+)
 
 
 class TaskView(Protocol):
-    """A task as the domain hands it out: a row of `tasks` (a Task has the same names)."""
+    """A task as the domain hands it out: a row of `tasks`."""
 
     id: int
     user_id: int
@@ -146,76 +153,60 @@ class TaskView(Protocol):
     updated_at: datetime
 
 
-# The tables behind User and Task, for the Core statements that read and write them as rows
-# (a model's __table__ is typed as a FromClause, which insert() and update() do not take).
-USERS = Base.metadata.tables[User.__tablename__]
-TASKS = Base.metadata.tables[Task.__tablename__]
+# One refresh token of a login session (a family); only its SHA-256 is kept.
+REFRESH_TOKENS = Table(
+    "refresh_tokens",
+    metadata,
+    Column("id", BigIntId, primary_key=True),
+    _owner(index=True),
+    Column("family", String(32), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
 
+# An access token (by jti) that was logged out before it expired.
+REVOKED_ACCESS_TOKENS = Table(
+    "revoked_access_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    _owner(),
+    Column("expires_at", UTCDateTime(), nullable=False, index=True),
+)
 
-class RefreshToken(Base):
-    """One refresh token of a login session (a family); only its SHA-256 is kept."""
-
-    __tablename__ = "refresh_tokens"
-
-    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    user_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
-    family: Mapped[str] = mapped_column(String(32), index=True)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[datetime]
-    used_at: Mapped[datetime | None]
-    revoked_at: Mapped[datetime | None]
-
-
-class RevokedAccessToken(Base):
-    """An access token (by jti) that was logged out before it expired."""
-
-    __tablename__ = "revoked_access_tokens"
-
-    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
-    expires_at: Mapped[datetime] = mapped_column(index=True)
-
-
-class IdempotencyKey(Base):
-    """A client's Idempotency-Key for one operation, and the response it produced."""
-
-    __tablename__ = "idempotency_keys"
-
-    user_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
-    operation: Mapped[str] = mapped_column(String(64), primary_key=True)
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    request_hash: Mapped[str] = mapped_column(String(64))
+# A client's Idempotency-Key for one operation, and the response it produced.
+IDEMPOTENCY_KEYS = Table(
+    "idempotency_keys",
+    metadata,
+    _owner(primary_key=True),
+    Column("operation", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
     # While the first request runs; a lock older than the stale limit is taken over.
-    locked_at: Mapped[datetime | None]
-    expires_at: Mapped[datetime] = mapped_column(index=True)
-    response_status: Mapped[int | None]
-    response_headers: Mapped[str | None] = mapped_column(Text)
-    response_body: Mapped[str | None] = mapped_column(Text)
+    Column("locked_at", UTCDateTime(), nullable=True),
+    Column("expires_at", UTCDateTime(), nullable=False, index=True),
+    Column("response_status", Integer, nullable=True),
+    Column("response_headers", Text, nullable=True),
+    Column("response_body", Text, nullable=True),
+)
 
-
-class TaskCount(Base):
-    """How many tasks an owner has of one status and priority: the list's `total`, uncounted.
-
-    Kept by triggers on `tasks` (migration 0003), in the transaction of every insert, update and
-    delete of tasks, so no writer can leave it behind and no request pays a statement for it. A
-    task counts in slot `id % 16`, so concurrent writers of one owner seldom share a row; the
-    total is the sum over the slots.
-    """
-
-    __tablename__ = "task_counts"
-
-    user_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
-    status: Mapped[str] = mapped_column(String(20), primary_key=True)
-    priority: Mapped[str] = mapped_column(String(10), primary_key=True)
-    slot: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    n: Mapped[int] = mapped_column(BigInteger)
+# How many tasks an owner has of one status and priority: the list's `total`, uncounted.
+#
+# Kept by triggers on `tasks` (migration 0003), in the transaction of every insert, update and
+# delete of tasks, so no writer can leave it behind and no request pays a statement for it. A
+# task counts in slot `id % 16`, so concurrent writers of one owner seldom share a row; the
+# total is the sum over the slots.
+TASK_COUNTS = Table(
+    "task_counts",
+    metadata,
+    _owner(primary_key=True),
+    Column("status", String(20), primary_key=True),
+    Column("priority", String(10), primary_key=True),
+    Column("slot", SmallInteger, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
 
 
 def only_on(dialect: str, index: Index) -> Index:
@@ -239,7 +230,7 @@ def exists_on(dialect: str) -> Callable[..., bool]:
     """
     expressions = {
         index.name
-        for table in Base.metadata.tables.values()
+        for table in metadata.tables.values()
         for index in table.indexes
         if on_expressions(index)
     }
@@ -264,7 +255,7 @@ PRIORITY_RANK = Grouping(
             literal_column(f"'{p}'"): literal_column(str(n), Integer)
             for p, n in PRIORITY_RANKS.items()
         },
-        value=Task.priority,
+        value=TASKS.c.priority,
     )
 )
 # Tasks without a due date come last in both directions: as +infinity ascending and -infinity
@@ -275,31 +266,35 @@ NO_DUE_DATE: dict[bool, ColumnElement[Any]] = {
     False: literal_column("'infinity'"),
     True: literal_column("'-infinity'"),
 }
-DUE_DATE_KEY = {desc: func.coalesce(Task.due_date, last) for desc, last in NO_DUE_DATE.items()}
+DUE_DATE_KEY = {desc: func.coalesce(TASKS.c.due_date, last) for desc, last in NO_DUE_DATE.items()}
 # Code-point order on PostgreSQL, which is what SQLite's BINARY collation gives: the same on both.
 TITLE_KEY: dict[str, ColumnElement[str]] = {
-    "postgresql": Task.title.collate("C"),
-    "sqlite": Task.title.expression,
+    "postgresql": TASKS.c.title.collate("C"),
+    "sqlite": TASKS.c.title,
 }
 
 # One index per sort key, (user_id, key, id), each read forwards for one direction and backwards
 # for the other, but for due_date, whose NULLs come last both ways.
-Index("ix_tasks_user_id_created_at_id", Task.user_id, Task.created_at.desc(), Task.id.desc())
-Index("ix_tasks_user_id_updated_at_id", Task.user_id, Task.updated_at.desc(), Task.id.desc())
-Index("ix_tasks_user_id_due_date_id", Task.user_id, DUE_DATE_KEY[False], Task.id)
+Index(
+    "ix_tasks_user_id_created_at_id", TASKS.c.user_id, TASKS.c.created_at.desc(), TASKS.c.id.desc()
+)
+Index(
+    "ix_tasks_user_id_updated_at_id", TASKS.c.user_id, TASKS.c.updated_at.desc(), TASKS.c.id.desc()
+)
+Index("ix_tasks_user_id_due_date_id", TASKS.c.user_id, DUE_DATE_KEY[False], TASKS.c.id)
 Index(
     "ix_tasks_user_id_due_date_desc_id",
-    Task.user_id,
+    TASKS.c.user_id,
     DUE_DATE_KEY[True].desc(),
-    Task.id.desc(),
+    TASKS.c.id.desc(),
 )
-Index("ix_tasks_user_id_priority_id", Task.user_id, PRIORITY_RANK, Task.id)
+Index("ix_tasks_user_id_priority_id", TASKS.c.user_id, PRIORITY_RANK, TASKS.c.id)
 for _dialect, _title in TITLE_KEY.items():
-    only_on(_dialect, Index("ix_tasks_user_id_title_id", Task.user_id, _title, Task.id))
+    only_on(_dialect, Index("ix_tasks_user_id_title_id", TASKS.c.user_id, _title, TASKS.c.id))
 
 # `q` searches titles and descriptions with ILIKE '%...%'; trigram indexes make that an index
 # scan on PostgreSQL. SQLite has no equivalent and scans the caller's rows.
-for _column in (Task.title, Task.description):
+for _column in (TASKS.c.title, TASKS.c.description):
     only_on(
         "postgresql",
         Index(

@@ -14,10 +14,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Connection, insert, select, update
 
-from taskapi.models import RefreshToken, utcnow
+from taskapi.models import REFRESH_TOKENS, utcnow
 
 
 @dataclass(frozen=True)
@@ -30,12 +29,12 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def issue(s: Session, *, user_id: int, ttl: int, family: str | None = None) -> str:
+def issue(s: Connection, *, user_id: int, ttl: int, family: str | None = None) -> str:
     """A new refresh token for `user_id`: of a new family (a login) unless one is given."""
     token = secrets.token_urlsafe(32)
     now = utcnow()
-    s.add(
-        RefreshToken(
+    s.execute(
+        insert(REFRESH_TOKENS).values(
             user_id=user_id,
             family=family or uuid.uuid4().hex,
             token_hash=_digest(token),
@@ -46,7 +45,7 @@ def issue(s: Session, *, user_id: int, ttl: int, family: str | None = None) -> s
     return token
 
 
-def rotate(s: Session, presented: str, *, ttl: int) -> Rotated | None:
+def rotate(s: Connection, presented: str, *, ttl: int) -> Rotated | None:
     """Use up `presented` and issue its successor; None if it cannot be used.
 
     A token that was already used revokes its whole family. The caller commits that even
@@ -56,49 +55,48 @@ def rotate(s: Session, presented: str, *, ttl: int) -> Rotated | None:
     digest = _digest(presented)
     # One statement claims the token, so two concurrent refreshes cannot both succeed.
     claimed = s.execute(
-        update(RefreshToken)
+        update(REFRESH_TOKENS)
         .where(
-            RefreshToken.token_hash == digest,
-            RefreshToken.used_at.is_(None),
-            RefreshToken.revoked_at.is_(None),
-            RefreshToken.expires_at > now,
+            REFRESH_TOKENS.c.token_hash == digest,
+            REFRESH_TOKENS.c.used_at.is_(None),
+            REFRESH_TOKENS.c.revoked_at.is_(None),
+            REFRESH_TOKENS.c.expires_at > now,
         )
         .values(used_at=now)
-        .returning(RefreshToken.user_id, RefreshToken.family)
+        .returning(REFRESH_TOKENS.c.user_id, REFRESH_TOKENS.c.family)
     ).first()
     if claimed is not None:
         user_id, family = claimed
         return Rotated(user_id, issue(s, user_id=user_id, ttl=ttl, family=family))
     replayed_family = s.scalar(
-        select(RefreshToken.family).where(
-            RefreshToken.token_hash == digest, RefreshToken.used_at.is_not(None)
+        select(REFRESH_TOKENS.c.family).where(
+            REFRESH_TOKENS.c.token_hash == digest, REFRESH_TOKENS.c.used_at.is_not(None)
         )
     )
     if replayed_family is not None:
-        _revoke(s, RefreshToken.family == replayed_family, now)
+        _revoke(s, REFRESH_TOKENS.c.family == replayed_family, now)
     return None
 
 
-def revoke_presented(s: Session, presented: str, *, user_id: int) -> None:
+def revoke_presented(s: Connection, presented: str, *, user_id: int) -> None:
     """Log out the session `presented` belongs to, if it is one of `user_id`'s."""
     family = s.scalar(
-        select(RefreshToken.family).where(
-            RefreshToken.token_hash == _digest(presented), RefreshToken.user_id == user_id
+        select(REFRESH_TOKENS.c.family).where(
+            REFRESH_TOKENS.c.token_hash == _digest(presented), REFRESH_TOKENS.c.user_id == user_id
         )
     )
     if family is not None:
-        _revoke(s, RefreshToken.family == family, utcnow())
+        _revoke(s, REFRESH_TOKENS.c.family == family, utcnow())
 
 
-def revoke_all(s: Session, *, user_id: int) -> None:
+def revoke_all(s: Connection, *, user_id: int) -> None:
     """Log out every session of `user_id`."""
-    _revoke(s, RefreshToken.user_id == user_id, utcnow())
+    _revoke(s, REFRESH_TOKENS.c.user_id == user_id, utcnow())
 
 
-def _revoke(s: Session, which: ColumnElement[bool], now: datetime) -> None:
+def _revoke(s: Connection, which: ColumnElement[bool], now: datetime) -> None:
     s.execute(
-        update(RefreshToken)
-        .where(which, RefreshToken.revoked_at.is_(None))
+        update(REFRESH_TOKENS)
+        .where(which, REFRESH_TOKENS.c.revoked_at.is_(None))
         .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
     )

@@ -25,10 +25,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Session
 
 from taskapi.errors import TaskChanged, TaskNotFound
-from taskapi.models import TASK_PRIORITIES, TASK_STATUSES, TASKS, Task, TaskView, utcnow
+from taskapi.models import TASK_PRIORITIES, TASK_STATUSES, TASKS, TaskView, utcnow
 
 
 @dataclass(frozen=True)
@@ -66,11 +65,11 @@ ANY_VERSION = Precondition.any()
 _INSERT = insert(TASKS).returning(*TASKS.c, sort_by_parameter_order=True)
 
 
-def create(s: Session, *, owner_id: int, fields: TaskFields) -> TaskView:
+def create(s: Connection, *, owner_id: int, fields: TaskFields) -> TaskView:
     return create_many(s, owner_id=owner_id, fields=[fields])[0]
 
 
-def create_many(s: Session, *, owner_id: int, fields: Sequence[TaskFields]) -> list[TaskView]:
+def create_many(s: Connection, *, owner_id: int, fields: Sequence[TaskFields]) -> list[TaskView]:
     """Insert tasks in one round trip and return them in the order given; they share one
     created_at."""
     if not fields:
@@ -79,7 +78,7 @@ def create_many(s: Session, *, owner_id: int, fields: Sequence[TaskFields]) -> l
     values = [
         {"user_id": owner_id, "created_at": now, "updated_at": now, **vars(f)} for f in fields
     ]
-    return list(s.connection().execute(_INSERT, values))
+    return list(s.execute(_INSERT, values))
 
 
 @dataclass(frozen=True)
@@ -97,11 +96,11 @@ class Stats:
 
 def stats(c: Connection, *, owner_id: int, now: datetime) -> Stats:
     """Count the owner's tasks by status and priority, and the overdue ones, in one query."""
-    overdue = case((Task.due_date < now, 1), else_=0)
+    overdue = case((TASKS.c.due_date < now, 1), else_=0)
     rows = c.execute(
-        select(Task.status, Task.priority, func.count(), func.sum(overdue))
-        .where(Task.user_id == owner_id)
-        .group_by(Task.status, Task.priority)
+        select(TASKS.c.status, TASKS.c.priority, func.count(), func.sum(overdue))
+        .where(TASKS.c.user_id == owner_id)
+        .group_by(TASKS.c.status, TASKS.c.priority)
     )
     by_status = dict.fromkeys(TASK_STATUSES, 0)
     by_priority = dict.fromkeys(TASK_PRIORITIES, 0)
@@ -144,7 +143,7 @@ def read_owned(c: Connection, *, owner_id: int, task_id: int) -> TaskView:
 
 
 def replace(
-    s: Session,
+    s: Connection,
     *,
     owner_id: int,
     task_id: int,
@@ -156,7 +155,7 @@ def replace(
 
 
 def patch(
-    s: Session,
+    s: Connection,
     *,
     owner_id: int,
     task_id: int,
@@ -166,24 +165,24 @@ def patch(
     """Change only the given fields. An empty patch changes nothing, not even `updated_at`."""
     if changes:
         return _write(s, owner_id, task_id, changes, precondition)
-    task = read_owned(s.connection(), owner_id=owner_id, task_id=task_id)
+    task = read_owned(s, owner_id=owner_id, task_id=task_id)
     if not precondition.allows(task.version):
         raise TaskChanged()
     return task
 
 
 def remove(
-    s: Session, *, owner_id: int, task_id: int, precondition: Precondition = ANY_VERSION
+    s: Connection, *, owner_id: int, task_id: int, precondition: Precondition = ANY_VERSION
 ) -> None:
     """Delete the caller's task. Raises TaskNotFound if there is none to delete."""
     statement = _DELETE[precondition.versions is not None]
-    result = s.connection().execute(statement, _owned_values(owner_id, task_id, precondition))
+    result = s.execute(statement, _owned_values(owner_id, task_id, precondition))
     if result.rowcount == 0:
         _missing_or_changed(s, owner_id, task_id, precondition)
 
 
 def _write(
-    s: Session,
+    s: Connection,
     owner_id: int,
     task_id: int,
     values: Mapping[str, Any],
@@ -197,7 +196,7 @@ def _write(
         "now": utcnow(),
         **{_SET + name: value for name, value in values.items()},
     }
-    task = s.connection().execute(statement, parameters).first()
+    task = s.execute(statement, parameters).first()
     if task is None:
         _missing_or_changed(s, owner_id, task_id, precondition)
     return task
@@ -226,11 +225,11 @@ def _update_statement(columns: tuple[str, ...], versioned: bool) -> Update:
 
 
 def _missing_or_changed(
-    s: Session, owner_id: int, task_id: int, precondition: Precondition
+    s: Connection, owner_id: int, task_id: int, precondition: Precondition
 ) -> NoReturn:
     # With versions to match, no row written means a changed task or a missing one; say which.
     if precondition.versions is not None:
-        found = s.connection().scalar(_OWNED_ID, _owned_values(owner_id, task_id, ANY_VERSION))
+        found = s.scalar(_OWNED_ID, _owned_values(owner_id, task_id, ANY_VERSION))
         if found is not None:
             raise TaskChanged()
     raise TaskNotFound()

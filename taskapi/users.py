@@ -10,7 +10,6 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from taskapi.errors import AccountGone, EmailTaken
 from taskapi.models import USERS, UserView, utcnow
@@ -21,7 +20,7 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def register(s: Session, *, email: str, name: str, password_hash: str) -> UserView:
+def register(s: Connection, *, email: str, name: str, password_hash: str) -> UserView:
     """Create an account. Raises Conflict if the email is taken, even by a concurrent request."""
     now = utcnow()
     statement = (
@@ -37,7 +36,7 @@ def register(s: Session, *, email: str, name: str, password_hash: str) -> UserVi
     )
     try:
         # The unique constraint decides; checking first would race with concurrent sign-ups.
-        return s.connection().execute(statement).one()
+        return s.execute(statement).one()
     except IntegrityError:
         raise EmailTaken() from None
 
@@ -54,28 +53,28 @@ def get(c: Connection, user_id: int) -> UserView:
     return user
 
 
-def rename(s: Session, user_id: int, *, name: str) -> UserView:
+def rename(s: Connection, user_id: int, *, name: str) -> UserView:
     return _update(s, user_id, name=name)
 
 
-def set_password(s: Session, user_id: int, *, password_hash: str) -> UserView:
+def set_password(s: Connection, user_id: int, *, password_hash: str) -> UserView:
     """Replace the password; access tokens issued before stop working."""
     return _update(s, user_id, password_hash=password_hash, token_version=USERS.c.token_version + 1)
 
 
-def _update(s: Session, user_id: int, **values: Any) -> UserView:
+def _update(s: Connection, user_id: int, **values: Any) -> UserView:
     statement = (
         update(USERS)
         .where(USERS.c.id == user_id)
         .values(**values, updated_at=utcnow())
         .returning(*USERS.c)
     )
-    user = s.connection().execute(statement).first()
+    user = s.execute(statement).first()
     if user is None:
         raise AccountGone()
     return user
 
 
-def remove(s: Session, user_id: int) -> None:
+def remove(s: Connection, user_id: int) -> None:
     """Delete the account; its tasks and tokens go with it (ON DELETE CASCADE)."""
-    s.connection().execute(delete(USERS).where(USERS.c.id == user_id))
+    s.execute(delete(USERS).where(USERS.c.id == user_id))

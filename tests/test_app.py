@@ -233,3 +233,38 @@ def test_a_server_process_sets_the_apps_objects_aside_from_the_garbage_collector
     frozen, tracked = map(int, result.stdout.split())
     assert frozen > 10_000
     assert tracked < frozen / 10
+
+
+def test_a_server_process_never_imports_the_orm(workdir):
+    # SQLAlchemy's ORM is about 6 MB of every worker's memory; TaskAPI runs on its Core alone.
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "JWT_SECRET": JWT_SECRET,
+        "BCRYPT_ROUNDS": "4",
+        "DATABASE_URL": f"sqlite:///{workdir / 'core.db'}",
+    }
+    subprocess.run([sys.executable, "-m", "taskapi", "db", "upgrade"], env=env, check=True)
+    script = (
+        "import sys\n"
+        "from taskapi.server import serving_app\n"
+        "with serving_app().test_client() as client:\n"
+        "    account = {'email': 'core@example.com', 'password': 'password123', 'name': 'Core'}\n"
+        "    assert client.post('/api/v1/auth/register', json=account).status_code == 201\n"
+        "    login = client.post('/api/v1/auth/login', json=account).json()['data']\n"
+        "    me = {'Authorization': 'Bearer ' + login['token']}\n"
+        "    task = client.post('/api/v1/tasks', json={'title': 't'}, headers=me)\n"
+        "    assert task.status_code == 201\n"
+        "    assert client.get('/api/v1/tasks', headers=me).status_code == 200\n"
+        "    refreshed = {'refresh_token': login['refresh_token']}\n"
+        "    assert client.post('/api/v1/auth/refresh', json=refreshed).status_code == 200\n"
+        "print(sorted(name for name in sys.modules if name.startswith('sqlalchemy.orm')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"

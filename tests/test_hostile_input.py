@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from taskapi.models import User
+from taskapi.models import USERS
 from tests.conftest import PASSWORD, assert_problem
 
 
@@ -127,4 +127,4 @@ def test_concurrent_registrations_of_one_email_give_one_201_and_409s(api, servic
     for taken in (r for r in responses if r is not created):
         assert_problem(taken, 409, "email_taken")
     with services.db.reading() as s:
-        assert s.scalars(sa.select(User.email)).all() == ["race@example.com"]
+        assert s.scalars(sa.select(USERS.c.email)).all() == ["race@example.com"]

@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 
 from taskapi.db import make_engine
 from taskapi.migrate import alembic_config
-from taskapi.models import Base, Task, exists_on, on_expressions
+from taskapi.models import TASKS, exists_on, metadata, on_expressions
 from tests.conftest import base_settings
 
 # SQLite's reflection skips indexes on expressions, and Alembic says so when it compares;
@@ -65,7 +65,7 @@ def test_migrated_schema_matches_the_models(empty_database_url):
         context = MigrationContext.configure(
             conn, opts={"compare_type": True, "include_object": exists_on(conn.dialect.name)}
         )
-        differences = compare_metadata(context, Base.metadata)
+        differences = compare_metadata(context, metadata)
     engine.dispose()
     assert differences == []
 
@@ -93,7 +93,7 @@ def test_expression_indexes_match_the_models(empty_database_url):
         dialect = conn.dialect.name
         modelled = [
             index
-            for index in Task.__table__.indexes
+            for index in TASKS.indexes
             if on_expressions(index) and index.info.get("only_on", dialect) == dialect
         ]
         # The models' own DDL, under other names, next to what the migrations created.

@@ -6,7 +6,7 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
-from taskapi.models import RefreshToken, Task, User
+from taskapi.models import REFRESH_TOKENS, TASKS, USERS
 from tests.conftest import JWT_SECRET, PASSWORD, assert_problem, services_of
 
 
@@ -215,7 +215,7 @@ def test_deleting_the_account_takes_its_tasks_and_tokens(api, services, session)
     assert_problem(api.login("jane@example.com"), 401, "invalid_credentials")
     engine = services.db.engine
     with engine.connect() as conn:
-        for table in (User, Task, RefreshToken):
+        for table in (USERS, TASKS, REFRESH_TOKENS):
             assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0
     # The email can be registered again, and gets a new id.
     again = api.register("jane@example.com")

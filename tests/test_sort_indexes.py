@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from taskapi.listing import SORTABLE
-from taskapi.models import TASK_PRIORITIES, TASK_STATUSES, Task
+from taskapi.models import TASK_PRIORITIES, TASK_STATUSES, TASKS
 from tests.conftest import services_of
 
 ROWS = 3000
@@ -49,7 +49,7 @@ def seed(db, owner_id):
         for g in range(1, ROWS + 1)
     ]
     with db.transaction() as s:
-        s.execute(sa.insert(Task), rows)
+        s.execute(sa.insert(TASKS), rows)
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("ANALYZE")
 

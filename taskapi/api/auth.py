@@ -49,7 +49,7 @@ def refresh_token(body: dict[str, Any]) -> flask.Response:
         rotated = refresh_tokens.rotate(
             s, body["refresh_token"], ttl=app.settings.refresh_token_ttl
         )
-        user = users.get(s.connection(), rotated.user_id) if rotated else None
+        user = users.get(s, rotated.user_id) if rotated else None
     # Outside the transaction: revoking a replayed token's family must be committed.
     if rotated is None or user is None:
         raise InvalidRefreshToken()
@@ -71,10 +71,7 @@ def get_me(user: int) -> flask.Response:
 
 def update_me(body: dict[str, Any], user: int) -> flask.Response:
     with services.current().db.transaction() as s:
-        if "name" in body:
-            account = users.rename(s, user, name=body["name"])
-        else:
-            account = users.get(s.connection(), user)
+        account = users.rename(s, user, name=body["name"]) if "name" in body else users.get(s, user)
     return ok(user_json(account))
 
 

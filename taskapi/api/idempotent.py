@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import flask
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from taskapi import idempotency
 from taskapi.api import services
@@ -21,9 +21,9 @@ def run(
     operation: str,
     body: Any,
     owner: int,
-    work: Callable[[Session], flask.Response],
+    work: Callable[[Connection], flask.Response],
 ) -> flask.Response:
-    """`work(session)` in one transaction, at most once per Idempotency-Key of `owner`."""
+    """`work(connection)` in one transaction, at most once per Idempotency-Key of `owner`."""
     db = services.current().db
     key = flask.request.headers.get("Idempotency-Key")
     if key is None:

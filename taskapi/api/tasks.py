@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import flask
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from taskapi import listing, tasks, timestamps
 from taskapi.api import conditional, idempotent, services
@@ -53,7 +53,7 @@ def _if_match(task_id: int) -> tasks.Precondition:
 
 
 def create_task(body: dict[str, Any], user: int) -> flask.Response:
-    def work(s: Session) -> flask.Response:
+    def work(s: Connection) -> flask.Response:
         task = tasks.create(s, owner_id=user, fields=_fields(body))
         return _respond(task, 201, {"Location": f"{TASKS_PATH}/{task.id}"})
 
@@ -61,7 +61,7 @@ def create_task(body: dict[str, Any], user: int) -> flask.Response:
 
 
 def create_task_batch(body: dict[str, Any], user: int) -> flask.Response:
-    def work(s: Session) -> flask.Response:
+    def work(s: Connection) -> flask.Response:
         created = tasks.create_many(s, owner_id=user, fields=[_fields(t) for t in body["tasks"]])
         return ok([task_json(t) for t in created], 201)
 

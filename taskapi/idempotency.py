@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from taskapi.errors import IdempotencyKeyInUse, IdempotencyKeyReused
@@ -38,11 +38,7 @@ def claim(
     caller commits the reservation before doing the work.
     """
     now = utcnow()
-    this_key = (
-        IDEMPOTENCY_KEYS.c.user_id == user_id,
-        IDEMPOTENCY_KEYS.c.operation == operation,
-        IDEMPOTENCY_KEYS.c.key == key,
-    )
+    this_key = _key_is(user_id, operation, key)
     row = s.execute(select(IDEMPOTENCY_KEYS).where(*this_key).with_for_update()).first()
     if row is not None and row.expires_at > now:
         if row.request_hash != request_hash:
@@ -87,11 +83,7 @@ def complete(
     """Store the response of the request that holds `key`, in the transaction of its work."""
     s.execute(
         update(IDEMPOTENCY_KEYS)
-        .where(
-            IDEMPOTENCY_KEYS.c.user_id == user_id,
-            IDEMPOTENCY_KEYS.c.operation == operation,
-            IDEMPOTENCY_KEYS.c.key == key,
-        )
+        .where(*_key_is(user_id, operation, key))
         .values(
             locked_at=None,
             response_status=response.status,
@@ -105,9 +97,15 @@ def release(s: Connection, *, user_id: int, operation: str, key: str) -> None:
     """Give up a reservation whose request failed, so a retry can run it again."""
     s.execute(
         delete(IDEMPOTENCY_KEYS).where(
-            IDEMPOTENCY_KEYS.c.user_id == user_id,
-            IDEMPOTENCY_KEYS.c.operation == operation,
-            IDEMPOTENCY_KEYS.c.key == key,
-            IDEMPOTENCY_KEYS.c.response_status.is_(None),
+            *_key_is(user_id, operation, key), IDEMPOTENCY_KEYS.c.response_status.is_(None)
         )
+    )
+
+
+def _key_is(user_id: int, operation: str, key: str) -> tuple[ColumnElement[bool], ...]:
+    """The row of one Idempotency-Key: its owner, operation and key."""
+    return (
+        IDEMPOTENCY_KEYS.c.user_id == user_id,
+        IDEMPOTENCY_KEYS.c.operation == operation,
+        IDEMPOTENCY_KEYS.c.key == key,
     )

@@ -13,8 +13,9 @@ from taskapi.models import USERS, utcnow
 
 def new_user(email):
     now = utcnow()
-    values = {"email": email, "name": "N", "password_hash": "x", "created_at": now}
-    return sa.insert(USERS).values(**values, updated_at=now)
+    return sa.insert(USERS).values(
+        email=email, name="N", password_hash="x", created_at=now, updated_at=now
+    )
 
 
 def write_then_fail(db, email):

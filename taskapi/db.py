@@ -1,12 +1,23 @@
 """Engines, and the one place where transactions commit or roll back.
 
 Two pools per process. Writes go through `transaction()`: a connection in BEGIN ... COMMIT, or
-ROLLBACK on any error. Requests that write nothing use `reading()`: a plain connection, which
-is read-only for real (PostgreSQL: `default_transaction_read_only`; SQLite: `PRAGMA
-query_only`) and in autocommit mode, so a read costs no BEGIN and COMMIT round trips. Under
-READ COMMITTED (PostgreSQL's default) a transaction gives separate statements no common
-snapshot anyway, so reads lose nothing by skipping it. Both load rows, not ORM objects:
-TaskAPI uses SQLAlchemy's Core only, and a worker never imports its ORM.
+ROLLBACK on any error; or, for a write that is one statement, through `single_write()`.
+Requests that write nothing use `reading()`: a plain connection, which is read-only for real
+(PostgreSQL: `default_transaction_read_only`; SQLite: `PRAGMA query_only`) and in autocommit
+mode, so a read costs no BEGIN and COMMIT round trips. Under READ COMMITTED (PostgreSQL's
+default) a transaction gives separate statements no common snapshot anyway, so reads lose
+nothing by skipping it. Both load rows, not ORM objects: TaskAPI uses SQLAlchemy's Core only,
+and a worker never imports its ORM.
+
+The write pool's connections are in autocommit mode too. A single statement is atomic on both
+databases, triggers included, so a write that is one statement needs no BEGIN and COMMIT: it
+costs one round trip where they made three, and a handler on the event loop blocks its
+worker for each round trip (docs/performance.md has what that bought).
+`transaction()` puts its connection back into a transaction, at the database's default
+isolation level, for as long as it runs (on PostgreSQL that costs a round trip more, from a
+connection's second transaction on: psycopg2 resets the session's default isolation level as
+the connection leaves autocommit). Those are the writes of several statements, which are rare
+beside single ones and mostly wait on bcrypt anyway.
 """
 
 from __future__ import annotations
@@ -21,8 +32,9 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 from taskapi.config import Settings
 
 
-def make_engine(settings: Settings, *, read_only: bool = False) -> Engine:
-    """An engine for `settings.database_url`: the write pool, or the read-only one."""
+def make_engine(settings: Settings, *, read_only: bool = False, autocommit: bool = False) -> Engine:
+    """An engine for `settings.database_url`: the write pool, or the read-only one. With
+    `autocommit` (implied by `read_only`) each statement commits as it runs."""
     url = settings.database_url
     if settings.is_sqlite and (":memory:" in url or url.rstrip("/") == "sqlite:"):
         raise ValueError("an in-memory SQLite database is per connection; use a file")
@@ -33,7 +45,7 @@ def make_engine(settings: Settings, *, read_only: bool = False) -> Engine:
         "pool_recycle": settings.db_conn_max_lifetime,
         "pool_timeout": 10,
     }
-    if read_only:
+    if read_only or autocommit:
         pool["isolation_level"] = "AUTOCOMMIT"
     if settings.is_sqlite:
         engine = create_engine(
@@ -127,12 +139,45 @@ def _lower(value: str | None) -> str | None:
     return None if value is None else value.lower()
 
 
+class SecondWrite(RuntimeError):
+    """A second write in a `single_write()` block, which would not be atomic with the first."""
+
+
+class _Writes:
+    """Whether a single_write() connection has written yet."""
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen = False
+
+
+# An execution option of the Connection object a single_write() block holds, not of the pooled
+# connection beneath it: nothing has to be undone when that connection dies mid-request.
+_SINGLE_WRITE = "taskapi_single_write"
+
+
+def _refuse_a_second_write(
+    _conn: Connection, _cursor: Any, _sql: str, _params: Any, context: Any, _many: bool
+) -> None:
+    writes = context.execution_options.get(_SINGLE_WRITE)
+    if writes is None or not (context.isinsert or context.isupdate or context.isdelete):
+        return
+    if writes.seen:
+        raise SecondWrite("single_write() runs one write statement; use transaction() for more")
+    writes.seen = True
+
+
 class Database:
-    """The write and read pools. Only `transaction()` commits."""
+    """The write and read pools. Only `transaction()` and `single_write()` write."""
 
     def __init__(self, settings: Settings) -> None:
-        self.engine = make_engine(settings)
+        self.engine = make_engine(settings, autocommit=True)
         self.read_engine = make_engine(settings, read_only=True)
+        if settings.env != "production":
+            # A check of TaskAPI's own code, for development and the tests: any listener on
+            # the engine costs every statement SQLAlchemy's event dispatch (5% of a create).
+            event.listen(self.engine, "before_cursor_execute", _refuse_a_second_write)
 
     @property
     def dialect(self) -> str:
@@ -141,8 +186,23 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A connection in a transaction: committed on success, rolled back on any error."""
-        with self.engine.begin() as connection:
-            yield connection
+        with self.engine.connect() as connection:
+            # Known once the pool has connected; the pool resets it to autocommit on return.
+            connection.execution_options(
+                isolation_level=self.engine.dialect.default_isolation_level
+            )
+            with connection.begin():
+                yield connection
+
+    @contextmanager
+    def single_write(self) -> Iterator[Connection]:
+        """A connection for a write that is one statement, committed as it runs; reads may
+        follow it (to tell a missing row from a changed one, say). A write of several
+        statements belongs in `transaction()`: outside production a second write raises
+        SecondWrite before it runs.
+        """
+        with self.engine.connect() as connection:
+            yield connection.execution_options(**{_SINGLE_WRITE: _Writes()})
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:

@@ -57,7 +57,7 @@ def create_task(body: dict[str, Any], user: int) -> flask.Response:
         task = tasks.create(s, owner_id=user, fields=_fields(body))
         return _respond(task, 201, {"Location": f"{TASKS_PATH}/{task.id}"})
 
-    return idempotent.run("createTask", body, user, work)
+    return idempotent.run("createTask", body, user, work, one_statement=True)
 
 
 def create_task_batch(body: dict[str, Any], user: int) -> flask.Response:
@@ -137,7 +137,7 @@ def get_task(id: int, user: int) -> flask.Response:
 
 
 def update_task(id: int, body: dict[str, Any], user: int) -> flask.Response:
-    with services.current().db.transaction() as s:
+    with services.current().db.single_write() as s:
         task = tasks.replace(
             s, owner_id=user, task_id=id, fields=_fields(body), precondition=_if_match(id)
         )
@@ -149,7 +149,7 @@ def patch_task(id: int, body: dict[str, Any], user: int) -> flask.Response:
     changes = {k: body[k] for k in WRITABLE if k in body}
     if "due_date" in changes:
         changes["due_date"] = _date(changes["due_date"])
-    with services.current().db.transaction() as s:
+    with services.current().db.single_write() as s:
         task = tasks.patch(
             s, owner_id=user, task_id=id, changes=changes, precondition=_if_match(id)
         )
@@ -157,6 +157,6 @@ def patch_task(id: int, body: dict[str, Any], user: int) -> flask.Response:
 
 
 def delete_task(id: int, user: int) -> flask.Response:
-    with services.current().db.transaction() as s:
+    with services.current().db.single_write() as s:
         tasks.remove(s, owner_id=user, task_id=id, precondition=_if_match(id))
     return ok(DELETED)

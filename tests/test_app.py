@@ -235,6 +235,30 @@ def test_a_server_process_sets_the_apps_objects_aside_from_the_garbage_collector
     assert tracked < frozen / 10
 
 
+def test_a_server_process_starts_without_warnings(workdir):
+    # Printed on every worker's start, a warning no setting can answer is noise in the logs.
+    script = (
+        "import sys\n"
+        "sys.modules['httpx2'] = None  # a development dependency only\n"
+        "from taskapi.server import serving_app\n"
+        "serving_app()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "TASKAPI_ENV": "production",
+            "JWT_SECRET": JWT_SECRET,
+            "DATABASE_URL": f"sqlite:///{workdir / 'unused.db'}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stderr == ""
+
+
 def test_a_server_process_never_imports_the_orm(workdir):
     # SQLAlchemy's ORM is about 6 MB of every worker's memory; TaskAPI runs on its Core alone.
     env = {

@@ -210,6 +210,23 @@ def test_the_stack_keeps_every_connexion_layer_that_does_something(tmp_path, val
     assert [m for m in stack if issubclass(m, left_out)] == []
 
 
+def in_a_new_interpreter(script: str, workdir: Path, **env: str) -> subprocess.CompletedProcess:
+    """`script` run by a fresh interpreter with a secret, a SQLite file and `env` as settings."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "JWT_SECRET": JWT_SECRET,
+            "DATABASE_URL": f"sqlite:///{workdir / 'unused.db'}",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
 def test_a_server_process_sets_the_apps_objects_aside_from_the_garbage_collector(workdir):
     # In a process of its own: frozen objects stay frozen for the life of the process.
     script = (
@@ -218,19 +235,7 @@ def test_a_server_process_sets_the_apps_objects_aside_from_the_garbage_collector
         "serving_app()\n"
         "print(gc.get_freeze_count(), len(gc.get_objects()))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env={
-            "PATH": "/usr/bin:/bin",
-            "JWT_SECRET": JWT_SECRET,
-            "DATABASE_URL": f"sqlite:///{workdir / 'unused.db'}",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    frozen, tracked = map(int, result.stdout.split())
+    frozen, tracked = map(int, in_a_new_interpreter(script, workdir).stdout.split())
     assert frozen > 10_000
     assert tracked < frozen / 10
 
@@ -243,31 +248,17 @@ def test_a_server_process_starts_without_warnings(workdir):
         "from taskapi.server import serving_app\n"
         "serving_app()\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env={
-            "PATH": "/usr/bin:/bin",
-            "TASKAPI_ENV": "production",
-            "JWT_SECRET": JWT_SECRET,
-            "DATABASE_URL": f"sqlite:///{workdir / 'unused.db'}",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert result.stderr == ""
+    assert in_a_new_interpreter(script, workdir, TASKAPI_ENV="production").stderr == ""
 
 
 def test_a_server_process_never_imports_the_orm(workdir):
     # SQLAlchemy's ORM is about 6 MB of every worker's memory; TaskAPI runs on its Core alone.
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "JWT_SECRET": JWT_SECRET,
-        "BCRYPT_ROUNDS": "4",
-        "DATABASE_URL": f"sqlite:///{workdir / 'core.db'}",
-    }
-    subprocess.run([sys.executable, "-m", "taskapi", "db", "upgrade"], env=env, check=True)
+    env = {"BCRYPT_ROUNDS": "4", "DATABASE_URL": f"sqlite:///{workdir / 'core.db'}"}
+    subprocess.run(
+        [sys.executable, "-m", "taskapi", "db", "upgrade"],
+        env={"PATH": "/usr/bin:/bin", "JWT_SECRET": JWT_SECRET, **env},
+        check=True,
+    )
     script = (
         "import sys\n"
         "from taskapi.server import serving_app\n"
@@ -283,12 +274,5 @@ def test_a_server_process_never_imports_the_orm(workdir):
         "    assert client.post('/api/v1/auth/refresh', json=refreshed).status_code == 200\n"
         "print(sorted(name for name in sys.modules if name.startswith('sqlalchemy.orm')))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = in_a_new_interpreter(script, workdir, **env)
     assert result.stdout.strip() == "[]"

@@ -161,7 +161,7 @@ def _refuse_a_second_write(
     _conn: Connection, _cursor: Any, _sql: str, _params: Any, context: Any, _many: bool
 ) -> None:
     writes = context.execution_options.get(_SINGLE_WRITE)
-    if writes is None or not (context.isinsert or context.isupdate or context.isdelete):
+    if writes is None or not context.is_crud:  # is_crud: an INSERT, UPDATE or DELETE
         return
     if writes.seen:
         raise SecondWrite("single_write() runs one write statement; use transaction() for more")

@@ -210,16 +210,21 @@ def test_the_stack_keeps_every_connexion_layer_that_does_something(tmp_path, val
     assert [m for m in stack if issubclass(m, left_out)] == []
 
 
+def server_environment(workdir: Path, **env: str) -> dict[str, str]:
+    """A process environment with a secret, a SQLite file and `env` as its settings."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "JWT_SECRET": JWT_SECRET,
+        "DATABASE_URL": f"sqlite:///{workdir / 'unused.db'}",
+        **env,
+    }
+
+
 def in_a_new_interpreter(script: str, workdir: Path, **env: str) -> subprocess.CompletedProcess:
-    """`script` run by a fresh interpreter with a secret, a SQLite file and `env` as settings."""
+    """`script` run by a fresh interpreter in `server_environment(workdir, **env)`."""
     return subprocess.run(
         [sys.executable, "-c", script],
-        env={
-            "PATH": "/usr/bin:/bin",
-            "JWT_SECRET": JWT_SECRET,
-            "DATABASE_URL": f"sqlite:///{workdir / 'unused.db'}",
-            **env,
-        },
+        env=server_environment(workdir, **env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -256,7 +261,7 @@ def test_a_server_process_never_imports_the_orm(workdir):
     env = {"BCRYPT_ROUNDS": "4", "DATABASE_URL": f"sqlite:///{workdir / 'core.db'}"}
     subprocess.run(
         [sys.executable, "-m", "taskapi", "db", "upgrade"],
-        env={"PATH": "/usr/bin:/bin", "JWT_SECRET": JWT_SECRET, **env},
+        env=server_environment(workdir, **env),
         check=True,
     )
     script = (

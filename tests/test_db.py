@@ -138,10 +138,15 @@ def test_a_write_that_loses_its_connection_raises_the_drivers_error(one_connecti
 def test_production_pools_listen_to_no_statement(settings):
     # Any statement-level listener makes SQLAlchemy dispatch events around every statement.
     db = Database(replace(settings, env="production", bcrypt_rounds=12))
-    statement_events = ("before_execute", "after_execute", "before_cursor_execute")
+    statement_events = (
+        "before_execute",
+        "after_execute",
+        "before_cursor_execute",
+        "after_cursor_execute",
+    )
     try:
         for engine in (db.engine, db.read_engine):
-            for name in (*statement_events, "after_cursor_execute"):
+            for name in statement_events:
                 assert not getattr(engine.dispatch, name), name
     finally:
         db.dispose()

@@ -230,6 +230,31 @@ class Settings:
         10.0,
         minimum=0.001,
     )
+    max_header_bytes: int = setting(
+        "MAX_HEADER_BYTES",
+        "largest request line and headers accepted; more is a 431 and the connection closes",
+        16_384,
+        minimum=1024,
+    )
+    max_headers: int = setting(
+        "MAX_HEADERS",
+        "most header fields a request may carry; more is a 431 and the connection closes",
+        100,
+        minimum=10,
+    )
+    header_timeout: float = setting(
+        "HEADER_TIMEOUT",
+        "seconds a request line and headers may take to arrive (from the connection's start, "
+        "or from the first byte of a later request on it) before a 408",
+        10.0,
+        minimum=0.001,
+    )
+    max_connections: int = setting(
+        "MAX_CONNECTIONS",
+        "connections one worker process holds at once; more are answered 503 and closed",
+        1000,
+        minimum=1,
+    )
     validate_responses: bool = setting(
         "VALIDATE_RESPONSES",
         "check every response against the spec (a mismatch is a 500)",

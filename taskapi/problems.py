@@ -106,6 +106,12 @@ _ALL = (
         "content_too_large", 413, "The request body is larger than the server accepts (1 MiB)."
     ),
     ProblemType(
+        "headers_too_large",
+        431,
+        "The request line and headers are larger, or more numerous, than the server accepts "
+        "(16 KiB and 100 fields by default). The connection is closed.",
+    ),
+    ProblemType(
         "unsupported_media_type",
         415,
         "The request body is not JSON. Send `Content-Type: application/json` (PATCH also takes "
@@ -162,6 +168,7 @@ BY_STATUS = {
     415: BY_CODE["unsupported_media_type"],
     422: BY_CODE["idempotency_key_reused"],
     429: BY_CODE["rate_limited"],
+    431: BY_CODE["headers_too_large"],
     503: BY_CODE["database_unavailable"],
 }
 INTERNAL_ERROR = BY_CODE["internal_error"]

@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from prometheus_client import start_http_server
-from uvicorn.supervisors import Multiprocess
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import ChangeReload, Multiprocess
 
 from taskapi.config import Settings
 from taskapi.logs import log_config
 from taskapi.metrics import MULTIPROC_ENV, multiprocess_registry
+from taskapi.protocol import ConnectionLimits, ServerConfig
 
 if TYPE_CHECKING:
     from taskapi.flask_app import FlaskApp
@@ -71,17 +73,33 @@ def serve(
         # X-Forwarded-* are believed from TRUSTED_PROXIES only, inside the app.
         "proxy_headers": False,
         "server_header": False,
+        # No operation speaks WebSocket; uvicorn would otherwise load a WebSocket library.
+        "ws": "none",
         "timeout_graceful_shutdown": int(settings.shutdown_grace),
     }
+    limits = ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+        header_timeout=settings.header_timeout,
+        max_connections=settings.max_connections,
+    )
     metrics_dir, created = _metrics_directory()
     try:
         if settings.metrics_port:
             _start_metrics_listener(host, settings.metrics_port)
-        if workers > 1 and not reload:
-            config = uvicorn.Config(APP, **options)
+        config = ServerConfig(APP, limits=limits, reload=reload, **options)
+        server = uvicorn.Server(config)
+        # What uvicorn.run() does with a Config it builds itself.
+        if config.should_reload:
+            ChangeReload(config, target=server.run, sockets=[config.bind_socket()]).run()
+        elif workers > 1:
             Supervisor(config, sockets=[config.bind_socket()]).run()
         else:
-            uvicorn.run(APP, reload=reload, **options)
+            server.run()
+        if workers == 1 and not reload and not server.started:
+            raise SystemExit(STARTUP_FAILURE)
+    except KeyboardInterrupt:
+        pass
     finally:
         if created:
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -32,7 +32,7 @@ from connexion.operations import AbstractOperation
 from connexion.validators import DefaultsJSONRequestBodyValidator, ParameterValidator
 from jsonschema import FormatChecker, ValidationError
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskapi import timestamps
 
@@ -181,6 +181,8 @@ class BodyValidator(DefaultsJSONRequestBodyValidator):  # type: ignore[misc]
         self.encoding = encoding
 
     async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
+        if "transfer-encoding" in Headers(scope=scope):
+            receive, scope = await _with_content_length(receive, scope)
         if self.required and not int(Headers(scope=scope).get("content-length") or 0):
             # Connexion's own answer here is "RequestBody is required"; ours names the field.
             raise bad_request([("request body", "is required")])
@@ -217,6 +219,29 @@ class BodyValidator(DefaultsJSONRequestBodyValidator):  # type: ignore[misc]
         errors = [describe(e) for e in validator_for(self.schema).iter_errors(body)]
         if errors:
             raise bad_request(errors)
+
+
+async def _with_content_length(receive: Receive, scope: Scope) -> tuple[Receive, Scope]:
+    """A chunked body (no Content-Length), read whole and replayed with its length.
+
+    Connexion's validators take a request without Content-Length for one without a body.
+    BodyLimitMiddleware has bounded the body's size and the time it may take.
+    """
+    messages: list[Message] = []
+    more = True
+    while more:
+        message = await receive()
+        messages.append(message)
+        more = message["type"] == "http.request" and message.get("more_body", False)
+    length = sum(len(m.get("body", b"")) for m in messages)
+    headers = MutableHeaders(raw=list(scope["headers"]))
+    del headers["transfer-encoding"]
+    headers["content-length"] = str(length)
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay, {**scope, "headers": headers.raw}
 
 
 class ParamValidator(ParameterValidator):  # type: ignore[misc]

@@ -254,8 +254,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(database_url: str, workdir: Path) -> Iterator[str]:
-    """`taskapi serve` (2 workers) on `database_url`, run in `workdir`; yields its base URL."""
+def serving(database_url: str, workdir: Path, **settings: str) -> Iterator[str]:
+    """`taskapi serve` (2 workers) on `database_url`, run in `workdir`, with `settings` as
+    environment variables; yields its base URL."""
     port = free_port()
     env = {
         **os.environ,
@@ -269,6 +270,7 @@ def serving(database_url: str, workdir: Path) -> Iterator[str]:
         "REQUEST_BODY_TIMEOUT": "2",
         "VALIDATE_RESPONSES": "true",
         "LOG_LEVEL": "warning",
+        **settings,
     }
     log = (workdir / "server.log").open("w")
     process = subprocess.Popen(

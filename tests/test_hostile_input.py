@@ -128,3 +128,17 @@ def test_concurrent_registrations_of_one_email_give_one_201_and_409s(api, servic
         assert_problem(taken, 409, "email_taken")
     with services.db.reading() as s:
         assert s.scalars(sa.select(USERS.c.email)).all() == ["race@example.com"]
+
+
+def test_a_chunked_body_without_content_length_is_read(api, auth):
+    """HTTP/1.1 clients that stream send Transfer-Encoding: chunked and no Content-Length."""
+    chunks = iter([b'{"title": "stre', b'amed", "priority": "high"}'])
+    response = api.client.post("/api/v1/tasks", content=chunks, headers=auth)
+    assert response.status_code == 201, response.text
+    assert response.json()["data"]["title"] == "streamed"
+
+
+def test_an_empty_chunked_body_is_still_required(api, auth):
+    response = api.client.post("/api/v1/tasks", content=iter([b""]), headers=auth)
+    assert_problem(response, 400, "validation_failed")
+    assert response.json()["detail"] == "request body: is required"

@@ -2,8 +2,10 @@
 
 A login starts a family of refresh tokens. Each refresh uses one up and issues its successor in
 the same family. Presenting a used token again means it was stolen or replayed, so the whole
-family is revoked (OAuth 2.0 Security BCP, refresh token rotation). Only SHA-256 digests of
-refresh tokens are stored; access_tokens.py holds the access tokens.
+family is revoked (OAuth 2.0 Security BCP, refresh token rotation). A family is a login
+session: the access tokens issued with its refresh tokens carry its id (`sid`) and stop
+working when it is revoked (access_tokens.py). Only SHA-256 digests of refresh tokens are
+stored.
 """
 
 from __future__ import annotations
@@ -16,33 +18,43 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Connection, insert, select, update
 
-from taskapi.models import REFRESH_TOKENS, utcnow
+from taskapi import users
+from taskapi.models import REFRESH_TOKENS, UserView, utcnow
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A new refresh token, and the login session (family) it belongs to."""
+
+    refresh_token: str
+    session: str
 
 
 @dataclass(frozen=True)
 class Rotated:
-    user_id: int
-    refresh_token: str
+    user: UserView
+    issued: Issued
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def issue(s: Connection, *, user_id: int, ttl: int, family: str | None = None) -> str:
+def issue(s: Connection, *, user_id: int, ttl: int, family: str | None = None) -> Issued:
     """A new refresh token for `user_id`: of a new family (a login) unless one is given."""
     token = secrets.token_urlsafe(32)
+    family = family or uuid.uuid4().hex
     now = utcnow()
     s.execute(
         insert(REFRESH_TOKENS).values(
             user_id=user_id,
-            family=family or uuid.uuid4().hex,
+            family=family,
             token_hash=_digest(token),
             created_at=now,
             expires_at=now + timedelta(seconds=ttl),
         )
     )
-    return token
+    return Issued(token, family)
 
 
 def rotate(s: Connection, presented: str, *, ttl: int) -> Rotated | None:
@@ -53,6 +65,10 @@ def rotate(s: Connection, presented: str, *, ttl: int) -> Rotated | None:
     """
     now = utcnow()
     digest = _digest(presented)
+    owner = s.scalar(select(REFRESH_TOKENS.c.user_id).where(REFRESH_TOKENS.c.token_hash == digest))
+    account = None if owner is None else users.lock(s, owner)
+    if account is None:
+        return None
     # One statement claims the token, so two concurrent refreshes cannot both succeed.
     claimed = s.execute(
         update(REFRESH_TOKENS)
@@ -67,7 +83,7 @@ def rotate(s: Connection, presented: str, *, ttl: int) -> Rotated | None:
     ).first()
     if claimed is not None:
         user_id, family = claimed
-        return Rotated(user_id, issue(s, user_id=user_id, ttl=ttl, family=family))
+        return Rotated(account, issue(s, user_id=user_id, ttl=ttl, family=family))
     replayed_family = s.scalar(
         select(REFRESH_TOKENS.c.family).where(
             REFRESH_TOKENS.c.token_hash == digest, REFRESH_TOKENS.c.used_at.is_not(None)
@@ -80,6 +96,7 @@ def rotate(s: Connection, presented: str, *, ttl: int) -> Rotated | None:
 
 def revoke_presented(s: Connection, presented: str, *, user_id: int) -> None:
     """Log out the session `presented` belongs to, if it is one of `user_id`'s."""
+    users.lock(s, user_id)
     family = s.scalar(
         select(REFRESH_TOKENS.c.family).where(
             REFRESH_TOKENS.c.token_hash == _digest(presented), REFRESH_TOKENS.c.user_id == user_id
@@ -91,6 +108,7 @@ def revoke_presented(s: Connection, presented: str, *, user_id: int) -> None:
 
 def revoke_all(s: Connection, *, user_id: int) -> None:
     """Log out every session of `user_id`."""
+    users.lock(s, user_id)
     _revoke(s, REFRESH_TOKENS.c.user_id == user_id, utcnow())
 
 

@@ -45,6 +45,20 @@ def find_by_email(c: Connection, email: str) -> UserView | None:
     return c.execute(select(*USERS.c).where(USERS.c.email == normalize_email(email))).first()
 
 
+def lock(s: Connection, user_id: int) -> UserView | None:
+    """The account, its row locked until the transaction ends (None if it is gone).
+
+    Everything that issues or revokes an account's refresh tokens takes this lock first, so
+    they run one after another. Under READ COMMITTED an UPDATE that revokes a session's
+    tokens does not see a token that a concurrent refresh inserts and commits after the
+    UPDATE began: without the lock, a refresh racing a logout or a password change kept its
+    new token. (FOR NO KEY UPDATE: task inserts, which take a key-share lock on the owner
+    through their foreign key, are not held up. SQLite runs one writer at a time anyway.)
+    """
+    statement = select(*USERS.c).where(USERS.c.id == user_id).with_for_update(key_share=True)
+    return s.execute(statement).first()
+
+
 def get(c: Connection, user_id: int) -> UserView:
     """The account. Raises AccountGone if it was deleted (after its token was checked)."""
     user = c.execute(select(*USERS.c).where(USERS.c.id == user_id)).first()

@@ -58,6 +58,7 @@ FORGERIES = {
     "expired": lambda uid: signed(uid, iat=NOW - 1000, exp=NOW - 60),
     "no exp": lambda uid: signed(uid, exp=None),
     "no iat": lambda uid: signed(uid, iat=None),
+    "sid not a string": lambda uid: signed(uid, sid=7),
     "no sub": lambda uid: signed(uid, sub=None),
     "no user_id": lambda uid: signed(uid, user_id=None),
     "no jti": lambda uid: signed(uid, jti=None),

@@ -61,6 +61,29 @@ def test_reusing_a_refresh_token_revokes_its_whole_family(api, session):
     assert_problem(refresh(api, first["refresh_token"]), 401, "invalid_refresh_token")
 
 
+def test_a_replayed_refresh_token_ends_every_access_token_of_its_session(api, session):
+    """A thief replays a refresh token the owner already used: the owner's new access token,
+    the thief's and the session's first one all stop working at once, not 15 minutes later."""
+    thief_copy = session["refresh_token"]
+    owner = refresh(api, session["refresh_token"]).json()["data"]
+    assert api.client.get("/api/v1/auth/me", headers=bearer(owner)).status_code == 200
+    assert_problem(refresh(api, thief_copy), 401, "invalid_refresh_token")
+    for data in (owner, session):
+        assert_problem(api.client.get("/api/v1/auth/me", headers=bearer(data)), 401)
+    assert_problem(refresh(api, owner["refresh_token"]), 401, "invalid_refresh_token")
+
+
+def test_a_logout_ends_the_access_tokens_refreshed_in_its_session(api, session):
+    refreshed = refresh(api, session["refresh_token"]).json()["data"]
+    response = api.client.post(
+        "/api/v1/auth/logout",
+        json={"refresh_token": refreshed["refresh_token"]},
+        headers=bearer(session),
+    )
+    assert response.status_code == 204
+    assert_problem(api.client.get("/api/v1/auth/me", headers=bearer(refreshed)), 401)
+
+
 def test_other_sessions_survive_a_revoked_family(api, session):
     other = api.login("jane@example.com").json()["data"]
     refresh(api, session["refresh_token"])
@@ -232,9 +255,13 @@ def test_deleting_the_account_needs_its_password(api, session):
     assert me.json()["data"]["email"] == "jane@example.com"
 
 
-def test_access_tokens_carry_the_token_version(session):
+def test_access_tokens_carry_the_token_version_and_their_session(api, session):
     claims = jwt.decode(session["token"], JWT_SECRET, algorithms=["HS256"])
     assert claims["ver"] == 0
+    refreshed = refresh(api, session["refresh_token"]).json()["data"]
+    assert jwt.decode(refreshed["token"], JWT_SECRET, algorithms=["HS256"])["sid"] == claims["sid"]
+    other = api.login("jane@example.com").json()["data"]
+    assert jwt.decode(other["token"], JWT_SECRET, algorithms=["HS256"])["sid"] != claims["sid"]
 
 
 @pytest.mark.parametrize("ending", ["logout", "password change"])

@@ -39,8 +39,8 @@ def login(body: dict[str, Any]) -> flask.Response:
         app.metrics.login_failures.inc()
         raise InvalidCredentials()
     with app.db.transaction() as s:
-        refresh_token = refresh_tokens.issue(s, user_id=user.id, ttl=app.settings.refresh_token_ttl)
-    return ok(_session(user, refresh_token))
+        issued = refresh_tokens.issue(s, user_id=user.id, ttl=app.settings.refresh_token_ttl)
+    return ok(_session(user, issued))
 
 
 def refresh_token(body: dict[str, Any]) -> flask.Response:
@@ -49,11 +49,10 @@ def refresh_token(body: dict[str, Any]) -> flask.Response:
         rotated = refresh_tokens.rotate(
             s, body["refresh_token"], ttl=app.settings.refresh_token_ttl
         )
-        user = users.get(s, rotated.user_id) if rotated else None
     # Outside the transaction: revoking a replayed token's family must be committed.
-    if rotated is None or user is None:
+    if rotated is None:
         raise InvalidRefreshToken()
-    return ok(_session(user, rotated.refresh_token))
+    return ok(_session(rotated.user, rotated.issued))
 
 
 def logout(body: dict[str, Any], user: int, token_info: dict[str, Any]) -> flask.Response:
@@ -82,9 +81,9 @@ def change_password(body: dict[str, Any], user: int) -> flask.Response:
     with app.db.transaction() as s:
         account = users.set_password(s, user, password_hash=password_hash)
         refresh_tokens.revoke_all(s, user_id=user)
-        refresh = refresh_tokens.issue(s, user_id=user, ttl=app.settings.refresh_token_ttl)
+        issued = refresh_tokens.issue(s, user_id=user, ttl=app.settings.refresh_token_ttl)
     # Every earlier token is retired; the caller carries on with this new session.
-    return ok(_session(account, refresh))
+    return ok(_session(account, issued))
 
 
 def delete_me(body: dict[str, Any], user: int) -> flask.Response:
@@ -104,13 +103,13 @@ def _check_password(user: int, password: str) -> None:
         raise WrongPassword()
 
 
-def _session(user: UserView, refresh_token: str) -> dict[str, Any]:
+def _session(user: UserView, issued: refresh_tokens.Issued) -> dict[str, Any]:
     access = services.current().token_codec.issue(
-        user_id=user.id, email=user.email, version=user.token_version
+        user_id=user.id, email=user.email, version=user.token_version, session=issued.session
     )
     return {
         "token": access.token,
-        "refresh_token": refresh_token,
+        "refresh_token": issued.refresh_token,
         "token_type": "Bearer",
         "expires_in": access.expires_in,
         "user": user_json(user),

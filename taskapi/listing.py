@@ -14,6 +14,7 @@ import binascii
 import functools
 import json
 import operator
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +43,7 @@ from taskapi.models import (
     TASK_COUNTS,
     TASKS,
     TITLE_KEY,
+    TITLE_MAX_LENGTH,
     TaskView,
 )
 
@@ -271,17 +273,26 @@ def decode_cursor(cursor: str) -> tuple[Sort, Any, int]:
         raise bad from None
 
 
+# What timestamps.render() writes, the only form a cursor this API issued holds.
+_RENDERED_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
+
+
 def _check_key(key: str, value: Any) -> Any:
+    """A cursor's key, as strictly as the value it stands for: a forged one must be a 400 here,
+    not a value the database driver refuses (a lone surrogate, NUL) with a 500."""
     if key == "priority":
         if type(value) is not int or value not in PRIORITY_RANKS.values():
             raise ValueError(value)
         return value
     if key == "title":
-        if not isinstance(value, str):
-            raise TypeError(value)
+        if not isinstance(value, str) or not 1 <= len(value) <= TITLE_MAX_LENGTH:
+            raise ValueError(value)
+        if "\x00" in value:
+            raise ValueError(value)
+        value.encode("utf-8")  # raises UnicodeEncodeError (a ValueError) for a lone surrogate
         return value
     if value is None and key == "due_date":
         return None
-    if not isinstance(value, str):
-        raise TypeError(value)
+    if not isinstance(value, str) or not _RENDERED_INSTANT.fullmatch(value):
+        raise ValueError(value)
     return timestamps.parse(value)

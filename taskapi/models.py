@@ -30,6 +30,7 @@ from sqlalchemy.sql.expression import Grouping
 
 TASK_STATUSES = ("pending", "in_progress", "completed")
 TASK_PRIORITIES = ("low", "medium", "high")
+TITLE_MAX_LENGTH = 200
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identity columns.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
@@ -122,7 +123,7 @@ TASKS = Table(
     metadata,
     Column("id", BigIntId, primary_key=True),
     _owner(),
-    Column("title", String(200), nullable=False),
+    Column("title", String(TITLE_MAX_LENGTH), nullable=False),
     Column("description", Text, nullable=False, default="", server_default=""),
     Column("status", String(20), nullable=False, default="pending", server_default="pending"),
     Column("priority", String(10), nullable=False, default="medium", server_default="medium"),

@@ -149,3 +149,19 @@ def test_two_writers_with_the_same_etag_one_wins(api, auth):
     # The task holds the winner's write, whole: no loser's title slipped in after it.
     (won,) = (r.json()["data"] for r in responses if r.status_code == 200)
     assert get(api, auth, task["id"]).json()["data"] == won
+
+
+@pytest.mark.parametrize(
+    ("method", "header"),
+    [("PATCH", "If-Match"), ("DELETE", "If-Match"), ("GET", "If-None-Match")],
+)
+def test_a_precondition_of_300000_tags_is_400_before_anything_parses_it(api, auth, method, header):
+    task = api.create_task(auth)
+    tags = ", ".join(f'"{task["id"]}-{n}"' for n in range(300_000))
+    body = {"title": "x"} if method == "PATCH" else None
+    response = api.client.request(
+        method, f"/api/v1/tasks/{task['id']}", json=body, headers={**auth, header: tags}
+    )
+    assert_problem(response, 400, "validation_failed")
+    assert response.json()["detail"] == f"{header}: at most 1024 characters"
+    assert api.client.get(f"/api/v1/tasks/{task['id']}", headers=auth).json()["data"] == task

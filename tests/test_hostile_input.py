@@ -142,3 +142,23 @@ def test_an_empty_chunked_body_is_still_required(api, auth):
     response = api.client.post("/api/v1/tasks", content=iter([b""]), headers=auth)
     assert_problem(response, 400, "validation_failed")
     assert response.json()["detail"] == "request body: is required"
+
+
+def test_a_description_over_10000_characters_is_400(api, auth):
+    response = api.client.post(
+        "/api/v1/tasks", json={"title": "long", "description": "é" * 10_001}, headers=auth
+    )
+    assert_problem(response, 400, "validation_failed")
+    assert response.json()["detail"] == "description: at most 10000 characters"
+    kept = api.create_task(auth, description="😀" * 10_000)
+    assert len(kept["description"]) == 10_000
+
+
+def test_a_page_of_the_longest_tasks_stays_within_a_few_megabytes(api, auth):
+    batch = {"tasks": [{"title": "t" * 200, "description": "😀" * 10_000}] * 25}
+    for _ in range(4):
+        assert api.client.post("/api/v1/tasks/batch", json=batch, headers=auth).status_code == 201
+    page = api.client.get("/api/v1/tasks?limit=100", headers=auth)
+    assert page.status_code == 200
+    assert len(page.json()["data"]) == 100
+    assert len(page.content) < 5 * 2**20

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 
 import pytest
 
@@ -275,6 +277,33 @@ def test_a_cursor_keeps_its_own_order(api, auth):
     ["garbage", "eyJ2IjoyfQ", "eyJ2IjoxLCJzIjoiLWNyZWF0ZWRfYXQiLCJrIjoibm9wZSIsImkiOjF9"],
 )
 def test_a_cursor_the_api_did_not_issue_is_400(api, auth, cursor):
+    response = api.client.get("/api/v1/tasks", params={"cursor": cursor}, headers=auth)
+    assert_problem(response, 400, "validation_failed")
+    assert response.json()["detail"] == "cursor: is not a cursor this API issued"
+
+
+def forged_cursor(sort, key, last_id=1):
+    """A cursor as the API encodes one, with a key of the forger's choosing."""
+    raw = json.dumps({"v": 1, "s": sort, "k": key, "i": last_id}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("sort", "key"),
+    [
+        ("title", "\ud800"),
+        ("title", "a\u0000b"),
+        ("title", "t" * 201),
+        ("-created_at", "2026-01-01T00:00:00\u0000Z"),
+        ("-created_at", "\udfff"),
+        ("due_date", "2026-01-01T00:00:00"),
+        ("priority", 7),
+    ],
+)
+def test_a_forged_cursor_key_is_400_on_both_databases(api, auth, sort, key):
+    """A cursor's decoded values are checked as strictly as the parameters they stand for."""
+    api.create_task(auth)
+    cursor = forged_cursor(sort, key)
     response = api.client.get("/api/v1/tasks", params={"cursor": cursor}, headers=auth)
     assert_problem(response, 400, "validation_failed")
     assert response.json()["detail"] == "cursor: is not a cursor this API issued"

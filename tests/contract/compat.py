@@ -455,6 +455,34 @@ def load(path: Path) -> Node:
     return document
 
 
+@dataclass(frozen=True)
+class AcceptedBreak:
+    """A breaking change made on purpose in a minor release: a bound that closes a
+    denial-of-service hole (CHANGELOG.md, "Versioning"). `change` is the end of the line the
+    check prints for it, such as `description: maxLength none is now 10000`."""
+
+    change: str
+    why: str
+
+    def covers(self, change: Change) -> bool:
+        _, _, rest = change.where.partition(": ")
+        return change.breaking and f"{rest}: {change.what}".endswith(self.change)
+
+
+def load_accepted(path: Path) -> list[AcceptedBreak]:
+    entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    return [AcceptedBreak(entry["change"], entry["why"]) for entry in entries]
+
+
+def accept(
+    changes: list[Change], accepted: list[AcceptedBreak]
+) -> tuple[list[Change], list[AcceptedBreak]]:
+    """The changes no accepted break covers, and the accepted breaks that covered none."""
+    left = [c for c in changes if not any(a.covers(c) for a in accepted)]
+    unused = [a for a in accepted if not any(a.covers(c) for c in changes)]
+    return left, unused
+
+
 def report(changes: list[Change], shown: int = 3) -> list[str]:
     """One line per difference, naming the operations it appears in (shared schemas repeat)."""
     groups: dict[tuple[bool, str, str], list[str]] = {}
@@ -475,12 +503,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("old", type=Path, help="the released document (the baseline)")
     parser.add_argument("new", type=Path, help="the document to check")
+    parser.add_argument(
+        "--accept",
+        type=Path,
+        help="breaking changes made on purpose (openapi/accepted-breaks.yaml)",
+    )
     args = parser.parse_args(argv)
     changes = compare(load(args.old), load(args.new))
-    for line in report(changes):
+    accepted = load_accepted(args.accept) if args.accept else []
+    left, _ = accept(changes, accepted)
+    taken = [change for change in changes if change not in left]
+    for line in report(left):
         print(line)
-    broken = sum(change.breaking for change in changes)
-    print(f"{args.new} against {args.old}: {broken} breaking, {len(changes) - broken} notes")
+    for line in report(taken):
+        print(f"accepted {line}")
+    broken = sum(change.breaking for change in left)
+    print(
+        f"{args.new} against {args.old}: {broken} breaking, {len(taken)} accepted breaking, "
+        f"{len(left) - broken} notes"
+    )
     return 1 if broken else 0
 
 

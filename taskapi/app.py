@@ -139,9 +139,12 @@ def create_app(settings: Settings | None = None) -> FlaskApp:
         default=settings.rate_limit_default,
         auth=settings.rate_limit_auth,
         auth_email=settings.rate_limit_auth_email,
+        login_slowdown=settings.rate_limit_login_slowdown,
+        slowdown_seconds=settings.login_slowdown_seconds,
         redis_url=settings.redis_url if settings.rate_limit_enabled else "",
         on_fallback=metrics.rate_limit_fallbacks.inc,
         on_rejected=lambda budget: metrics.rate_limited.labels(budget).inc(),
+        on_slowed=metrics.logins_slowed.inc,
     )
     admission = Admission(
         slots=settings.bcrypt_concurrency or default_slots(settings.workers),

@@ -20,13 +20,15 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from dotenv import dotenv_values
-from limits import parse_many
+from limits import RateLimitItem, parse_many
 
 Environment = Literal["development", "production"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 MIN_SECRET_BYTES = 32
+# A rate limit setting that turns its budget off (an empty variable means the default).
+NO_LIMIT = "none"
 DEV_SECRET_FILE = ".taskapi-dev-secret"
 DEFAULT_SQLITE_URL = "sqlite:///taskapi.db"
 # The seed API's PostgreSQL variables, used when DATABASE_URL is not set.
@@ -197,18 +199,31 @@ class Settings:
     rate_limit_default: str = setting(
         "RATE_LIMIT_DEFAULT",
         "budget per user on authenticated operations (and per client IP on other anonymous "
-        "ones), as `limits` strings like `600/minute;20/second`; empty: none",
-        "",
+        "ones), as `limits` strings like `600/minute;20/second`; `none`: no budget",
+        "5000/hour;20/second",
     )
     rate_limit_auth: str = setting(
         "RATE_LIMIT_AUTH",
-        "budget per client IP for register, login and refresh",
+        "budget per client IP for register, login, refresh, password changes and account deletions",
         "30/minute",
     )
     rate_limit_auth_email: str = setting(
         "RATE_LIMIT_AUTH_EMAIL",
-        "budget per email address for register and login",
+        "password attempts at one account from one client: per client IP and email for "
+        "register and login, per login session for password changes and account deletions",
         "10/minute",
+    )
+    rate_limit_login_slowdown: str = setting(
+        "RATE_LIMIT_LOGIN_SLOWDOWN",
+        "logins of one email from all clients together before each further one waits "
+        "`LOGIN_SLOWDOWN_SECONDS` (slowed, never refused); `none`: never slowed",
+        "50/hour",
+    )
+    login_slowdown_seconds: float = setting(
+        "LOGIN_SLOWDOWN_SECONDS",
+        "how long a login waits once its email is over `RATE_LIMIT_LOGIN_SLOWDOWN`",
+        2.0,
+        minimum=0,
     )
     trusted_proxies: tuple[str, ...] = setting(
         "TRUSTED_PROXIES",
@@ -389,12 +404,20 @@ def _check_bounds(declared: Declaration, value: Any) -> None:
         raise ConfigError(f"{declared.env} must be at most {declared.maximum:g}, got {value}")
 
 
+def parse_limits(text: str) -> list[RateLimitItem]:
+    """`10/minute;100/hour` as limit items; `none` (or nothing) is no limit. Raises
+    ValueError."""
+    text = text.strip()
+    return [] if text.lower() in ("", NO_LIMIT) else list(parse_many(text))
+
+
 def _check_rate_limits(env: str, text: str) -> None:
     try:
-        parse_many(text) if text.strip() else None
+        parse_limits(text)
     except ValueError:
         raise ConfigError(
-            f"{env} must be limits like '10/minute' or '600/minute;20/second', got {text!r}"
+            f"{env} must be limits like '10/minute' or '600/minute;20/second', or "
+            f"'{NO_LIMIT}', got {text!r}"
         ) from None
 
 

@@ -75,6 +75,11 @@ class Metrics:
             "Times the rate limiter fell back to per-process budgets as its store failed",
             registry=self.registry,
         )
+        self.logins_slowed = Counter(
+            "taskapi_logins_slowed",
+            "Logins held back because their email was over RATE_LIMIT_LOGIN_SLOWDOWN",
+            registry=self.registry,
+        )
         self.login_failures = Counter(
             "taskapi_login_failures",
             "Logins refused for wrong credentials",

@@ -14,18 +14,25 @@ deciding here. The rules:
   services by design.
 - `bcrypt`: the request holds one of the process's bcrypt slots (taskapi/admission.py) while
   it runs, and is refused with a 503 before any hashing when none frees up in time.
-- `rate_limit`: which budget it counts against (taskapi/ratelimit.py): `auth` per client IP
-  (and per email for `per_email`), `default` per user (authenticated) or per client IP, or
-  `none` for probes and documentation.
+- `heavy`: for an operation whose cost depends on the request, which of its requests go to a
+  thread all the same (a list that scans rather than reads an index range).
+- `rate_limit`: which budget it counts against (taskapi/ratelimit.py): `auth` per client IP,
+  `default` per user (authenticated) or per client IP, or `none` for probes and documentation.
+  Operations that check a password also count per client and account: `per_email` (register,
+  login: the email in the body) or `per_session` (password change, account deletion: the
+  account and the login session of the token).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import parse_qsl
 
 from starlette.types import Scope
 
+from taskapi.listing import COUNTED_FILTERS
 from taskapi.routing import operation_id
 
 Budget = Literal["default", "auth", "none"]
@@ -34,14 +41,38 @@ Budget = Literal["default", "auth", "none"]
 @dataclass(frozen=True)
 class Policy:
     on_thread: bool = False
+    heavy: Callable[[Scope], bool] | None = None
     bcrypt: bool = False
     rate_limit: Budget = "default"
     per_email: bool = False
+    per_session: bool = False
+
+
+# Offsets up to this many rows are read off an index range in a few milliseconds.
+LIGHT_OFFSET = 1000
+# The parameters of a list that keep it on the index of its sort: the rest filter by scanning
+# (`q`) or count the filtered set by scanning (the dates).
+LIGHT_LIST_PARAMETERS = COUNTED_FILTERS | {"sort", "page", "limit", "cursor"}
+
+
+def heavy_list(scope: Scope) -> bool:
+    """A list that searches, filters by date or skips deep into the rows: it may take tens or
+    hundreds of milliseconds, which on the loop would stall every request of the worker."""
+    if not scope["query_string"]:
+        return False
+    parameters = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+    if not LIGHT_LIST_PARAMETERS.issuperset(parameters):
+        return True
+    try:
+        page, limit = int(parameters.get("page", 1)), int(parameters.get("limit", 20))
+    except ValueError:
+        return False  # validation answers it
+    return (page - 1) * limit > LIGHT_OFFSET
 
 
 LOOP = Policy()
 THREAD = Policy(on_thread=True)
-BCRYPT = Policy(on_thread=True, bcrypt=True)
+BCRYPT_AUTHENTICATED = Policy(on_thread=True, bcrypt=True, rate_limit="auth", per_session=True)
 PROBE = Policy(rate_limit="none")
 
 POLICIES: dict[str, Policy] = {
@@ -54,11 +85,11 @@ POLICIES: dict[str, Policy] = {
     "logout": LOOP,
     "getMe": LOOP,
     "updateMe": LOOP,
-    "deleteMe": BCRYPT,
-    "changePassword": BCRYPT,
+    "deleteMe": BCRYPT_AUTHENTICATED,
+    "changePassword": BCRYPT_AUTHENTICATED,
     "createTask": LOOP,
     "createTaskBatch": THREAD,
-    "listTasks": LOOP,
+    "listTasks": Policy(heavy=heavy_list),
     "getTask": LOOP,
     "getTaskStats": LOOP,
     "updateTask": LOOP,
@@ -75,4 +106,6 @@ def policy_of(scope: Scope) -> Policy | None:
 
 def runs_on_thread(scope: Scope) -> bool:
     policy = policy_of(scope)
-    return policy is not None and policy.on_thread
+    if policy is None:
+        return False
+    return policy.on_thread or (policy.heavy is not None and policy.heavy(scope))

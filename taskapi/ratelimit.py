@@ -1,12 +1,19 @@
-"""Rate limits, with the `limits` library: per client IP, per user and per email address.
+"""Rate limits, with the `limits` library: per client IP, per user, and per password target.
 
-What each operation counts against is its policy's `rate_limit` (taskapi/policies.py):
+What each operation counts against is its policy (taskapi/policies.py):
 
-- `auth` (register, login, refresh): RATE_LIMIT_AUTH per client IP, and for register and login
-  also RATE_LIMIT_AUTH_EMAIL per email address named in the body, so neither one address nor
-  one target account can be hammered.
+- `auth` (register, login, refresh, password change, account deletion): RATE_LIMIT_AUTH per
+  client IP.
+- Password attempts at one account from one client: RATE_LIMIT_AUTH_EMAIL per client IP and
+  email named in the body (register and login, each on budgets of its own), or per login
+  session of the token (password change, account deletion). A thief with a stolen token guesses
+  at that rate at most, and the owner, from another address or a new login, is not held up.
+- Logins of one email from all clients together: beyond RATE_LIMIT_LOGIN_SLOWDOWN, each waits
+  LOGIN_SLOWDOWN_SECONDS before its password is checked. It slows a guesser spread over many
+  addresses and never refuses, so nobody can lock an account's owner out (OWASP
+  Authentication Cheat Sheet, "Account Lockout").
 - `default`: RATE_LIMIT_DEFAULT per user on authenticated operations (the vouched `user`, so
-  nobody can spend someone else's budget), per client IP on anonymous ones. Empty: none.
+  nobody can spend someone else's budget), per client IP on anonymous ones.
 - `none`: probes and docs.
 
 Budgets live in Redis when REDIS_URL is set, so every worker and replica shares them, and in
@@ -21,6 +28,7 @@ RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset for its tightest limit
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -30,14 +38,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from limits import RateLimitItem, parse_many
+from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskapi import problems
+from taskapi.config import parse_limits
 from taskapi.errors import DomainError
 from taskapi.policies import policy_of
+from taskapi.routing import operation_id
 from taskapi.users import normalize_email
 
 log = logging.getLogger("taskapi.ratelimit")
@@ -46,11 +56,6 @@ FALLBACK_SECONDS = 30.0
 # Where a request's tightest budget waits, in the scope's extensions, for its response.
 BUDGET_KEY = "taskapi.rate_limit"
 CONTEXT = "connexion_context"
-
-
-def parse_limits(text: str) -> list[RateLimitItem]:
-    """`10/minute;100/hour` as limit items; empty text is no limit. Raises ValueError."""
-    return list(parse_many(text)) if text.strip() else []
 
 
 class RateLimited(DomainError):
@@ -83,13 +88,19 @@ class RateLimiter:
         default: str,
         auth: str,
         auth_email: str,
+        login_slowdown: str = "",
+        slowdown_seconds: float = 0.0,
         redis_url: str = "",
         on_fallback: Callable[[], None] = lambda: None,
         on_rejected: Callable[[str], None] = lambda budget: None,
+        on_slowed: Callable[[], None] = lambda: None,
     ) -> None:
         self.default = parse_limits(default)
         self.auth = parse_limits(auth)
         self.auth_email = parse_limits(auth_email)
+        self.login_slowdown = parse_limits(login_slowdown)
+        self.slowdown_seconds = slowdown_seconds
+        self._on_slowed = on_slowed
         self.local = MovingWindowRateLimiter(MemoryStorage())
         self.shared = self.local
         self._pool: Any = None
@@ -126,6 +137,15 @@ class RateLimiter:
                 )
         assert tightest is not None  # noqa: S101  # callers pass at least one item
         return tightest
+
+    async def slow_down(self, items: Sequence[RateLimitItem], key: str) -> None:
+        """Count one request against `items` for `key`; over any of them, wait a while."""
+        for item in items:
+            allowed, _, _ = await self._hit(item, key)
+            if not allowed:
+                self._on_slowed()
+                await asyncio.sleep(self.slowdown_seconds)
+                return
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -164,19 +184,31 @@ class RateLimitMiddleware:
             return
         counts: list[tuple[str, Sequence[RateLimitItem], str]] = []
         client = client_ip(scope)
+        caller = scope.get("extensions", {}).get(CONTEXT, {})
+        slowed_email = None
         if policy.rate_limit == "auth":
             counts.append(("auth", self.limiter.auth, f"auth:{client}"))
             if policy.per_email:
                 receive, email = await _email_in_body(receive)
                 if email:
-                    counts.append(("auth_email", self.limiter.auth_email, f"email:{email}"))
+                    operation = operation_id(scope)
+                    key = f"{operation}:{client}:{email}"
+                    counts.append(("auth_email", self.limiter.auth_email, key))
+                    slowed_email = email if operation == "login" else None
+            if policy.per_session:
+                claims = caller.get("token_info", {})
+                session = claims.get("sid") or claims.get("jti")
+                key = f"password:{caller.get('user')}:{session}"
+                counts.append(("auth_email", self.limiter.auth_email, key))
         elif self.limiter.default:
-            user = scope.get("extensions", {}).get(CONTEXT, {}).get("user")
+            user = caller.get("user")
             key = f"user:{user}" if user is not None else f"ip:{client}"
             counts.append(("default", self.limiter.default, key))
         budgets = [
             await self.limiter.count(budget, items, key) for budget, items, key in counts if items
         ]
+        if slowed_email is not None and self.limiter.login_slowdown:
+            await self.limiter.slow_down(self.limiter.login_slowdown, f"login:{slowed_email}")
         if not budgets:
             await self.app(scope, receive, send)
             return

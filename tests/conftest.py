@@ -46,6 +46,8 @@ def base_settings(database_url: str) -> Settings:
         # real ones. The limiter still runs on every request.
         rate_limit_auth=GENEROUS_LIMIT,
         rate_limit_auth_email=GENEROUS_LIMIT,
+        rate_limit_login_slowdown=GENEROUS_LIMIT,
+        rate_limit_default=GENEROUS_LIMIT,
         # Cost-4 hashes take a millisecond: races of many registrations queue, not 503.
         # tests/test_admission.py tests the real queue.
         bcrypt_queue=100,
@@ -265,6 +267,8 @@ def serving(database_url: str, workdir: Path, **settings: str) -> Iterator[str]:
         "BCRYPT_ROUNDS": "4",
         "RATE_LIMIT_AUTH": GENEROUS_LIMIT,
         "RATE_LIMIT_AUTH_EMAIL": GENEROUS_LIMIT,
+        "RATE_LIMIT_LOGIN_SLOWDOWN": GENEROUS_LIMIT,
+        "RATE_LIMIT_DEFAULT": GENEROUS_LIMIT,
         "BCRYPT_QUEUE": "100",
         # Short, so the test of a body that never arrives is quick.
         "REQUEST_BODY_TIMEOUT": "2",

@@ -74,6 +74,8 @@ def environment(database_url: str, **settings: str) -> dict[str, str]:
         "LOG_LEVEL": "warning",
         "RATE_LIMIT_AUTH": GENEROUS_LIMIT,
         "RATE_LIMIT_AUTH_EMAIL": GENEROUS_LIMIT,
+        "RATE_LIMIT_LOGIN_SLOWDOWN": GENEROUS_LIMIT,
+        "RATE_LIMIT_DEFAULT": GENEROUS_LIMIT,
         # The Kubernetes ConfigMap's pool (deploy/k8s/base/config.env).
         "DB_MAX_OPEN_CONNS": "10",
         "DB_MAX_IDLE_CONNS": "10",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 from contextlib import ExitStack
 
@@ -21,7 +22,8 @@ def redis_reachable() -> bool:
 
 @pytest.fixture
 def limited(make_app, settings):
-    """A client of an app with small auth budgets: 3 per IP, 2 per email, per minute."""
+    """A client of an app with small auth budgets: 3 per IP, 2 per client and account, per
+    minute."""
     with ExitStack() as clients:
 
         def make(**overrides):
@@ -64,15 +66,56 @@ def test_responses_of_limited_operations_say_what_is_left(limited):
     assert 1 <= int(response.headers["ratelimit-reset"]) <= 60
 
 
-def test_one_email_is_limited_whatever_address_the_requests_come_from(limited):
+def register(client, email, password=PASSWORD):
+    return client.post(
+        "/api/v1/auth/register", json={"email": email, "password": password, "name": "Jane"}
+    )
+
+
+def test_an_attackers_failures_leave_the_owners_login_working(limited):
+    """Wrong passwords for Jane from one address lock that address out, not Jane."""
     client = limited(auth="100/minute", trusted_proxies=("testclient",))
-    responses = [login(client, "Jane@Example.com ", f"203.0.113.{i}") for i in range(3)]
-    for checked in responses[:2]:
+    assert register(client, "jane@example.com").status_code == 201
+    attacker = [login(client, "Jane@Example.com ", "203.0.113.66") for _ in range(3)]
+    for checked in attacker[:2]:
         assert_problem(checked, 401, "invalid_credentials")
-    body = assert_problem(responses[2], 429, "rate_limited")
+    body = assert_problem(attacker[2], 429, "rate_limited")
     assert "2 per 1 minute" in body["detail"]
-    # Another account is not affected: its password is still checked.
-    assert_problem(login(client, "other@example.com", "203.0.113.9"), 401, "invalid_credentials")
+    owner = client.post(
+        "/api/v1/auth/login",
+        json={"email": "jane@example.com", "password": PASSWORD},
+        headers={"X-Forwarded-For": "198.51.100.7"},
+    )
+    assert owner.status_code == 200, owner.text
+
+
+def test_logins_of_one_email_from_many_addresses_are_slowed_not_refused(limited, settings):
+    client = limited(
+        auth="100/minute",
+        auth_email="100/minute",
+        trusted_proxies=("testclient",),
+        rate_limit_login_slowdown="3/minute",
+        login_slowdown_seconds=0.5,
+    )
+    assert register(client, "jane@example.com").status_code == 201
+    for i in range(3):
+        assert_problem(login(client, "jane@example.com", f"203.0.113.{i}"), 401)
+    started = time.monotonic()
+    assert_problem(login(client, "jane@example.com", "203.0.113.9"), 401, "invalid_credentials")
+    assert time.monotonic() - started >= 0.5
+    # Jane, over the ceiling too, still gets in: later, never refused.
+    started = time.monotonic()
+    owner = client.post(
+        "/api/v1/auth/login",
+        json={"email": "jane@example.com", "password": PASSWORD},
+        headers={"X-Forwarded-For": "198.51.100.7"},
+    )
+    assert owner.status_code == 200
+    assert time.monotonic() - started >= 0.5
+    # Another account is not slowed.
+    started = time.monotonic()
+    assert_problem(login(client, "other@example.com", "203.0.113.1"), 401)
+    assert time.monotonic() - started < 0.5
 
 
 def test_forwarded_for_counts_only_from_a_trusted_proxy(limited):
@@ -89,12 +132,60 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy(limited):
         assert_problem(response, 401, "invalid_credentials")
 
 
-def test_register_counts_against_the_same_budgets(limited):
-    client = limited()
-    body = {"email": "new@example.com", "password": PASSWORD, "name": "New"}
-    assert client.post("/api/v1/auth/register", json=body).status_code == 201
-    assert_problem(client.post("/api/v1/auth/register", json=body), 409, "email_taken")
-    assert_problem(client.post("/api/v1/auth/register", json=body), 429, "rate_limited")
+def test_register_counts_against_a_budget_of_its_own(limited):
+    client = limited(auth="100/minute")
+    assert register(client, "new@example.com").status_code == 201
+    assert_problem(register(client, "new@example.com"), 409, "email_taken")
+    assert_problem(register(client, "new@example.com"), 429, "rate_limited")
+    # Failed registrations with an email do not count against logging in with it.
+    login_ok = client.post(
+        "/api/v1/auth/login", json={"email": "new@example.com", "password": PASSWORD}
+    )
+    assert login_ok.status_code == 200
+
+
+def password_change(client, token, current):
+    return client.post(
+        "/api/v1/auth/password",
+        json={"current_password": current, "new_password": "a-new-password-1"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+def test_password_checks_behind_a_token_are_limited_per_session(limited):
+    """A stolen access token is no password oracle: its session gets RATE_LIMIT_AUTH_EMAIL
+    guesses, and the owner's own new login is not held up by them."""
+    client = limited(auth="100/minute")
+    assert register(client, "jane@example.com").status_code == 201
+    stolen = login_as(client, "jane@example.com")
+    guesses = [password_change(client, stolen, f"guess-{i}-xyz") for i in range(3)]
+    for guess in guesses[:2]:
+        assert_problem(guess, 403, "wrong_password")
+    assert_problem(guesses[2], 429, "rate_limited")
+    deleting = client.request(
+        "DELETE",
+        "/api/v1/auth/me",
+        json={"password": "another-guess"},
+        headers={"Authorization": f"Bearer {stolen}"},
+    )
+    assert_problem(deleting, 429, "rate_limited")
+    owner = login_as(client, "jane@example.com")
+    assert password_change(client, owner, PASSWORD).status_code == 200
+
+
+def test_password_checks_behind_a_token_count_against_the_ip(limited):
+    client = limited(auth="3/minute", auth_email="100/minute")
+    assert register(client, "jane@example.com").status_code == 201  # 1 of 3
+    token = login_as(client, "jane@example.com")  # 2 of 3
+    assert_problem(password_change(client, token, "wrong-guess-1"), 403, "wrong_password")
+    assert_problem(password_change(client, token, "wrong-guess-2"), 429, "rate_limited")
+
+
+def login_as(client, email):
+    response = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    token: str = response.json()["data"]["token"]
+    return token
 
 
 def test_a_malformed_login_body_still_counts_against_the_ip(limited):
@@ -125,8 +216,29 @@ def test_the_default_budget_is_per_user(make_app, settings):
     assert all(client.get("/health").status_code == 200 for _ in range(5))
 
 
-def test_no_default_budget_means_no_limit_and_no_headers(api, auth):
+def test_authenticated_operations_have_a_default_budget():
+    from taskapi.config import Settings
+
+    default = Settings.from_env({}, dotenv=None).rate_limit_default
+    assert default == "5000/hour;20/second"
+
+
+def test_every_authenticated_response_says_what_is_left_of_the_budget(api, auth):
     response = api.client.get("/api/v1/tasks", headers=auth)
+    assert response.status_code == 200
+    assert int(response.headers["ratelimit-remaining"]) < int(response.headers["ratelimit-limit"])
+
+
+def test_no_default_budget_means_no_limit_and_no_headers(make_app, settings):
+    from taskapi.config import Settings
+
+    assert Settings.from_env({"RATE_LIMIT_DEFAULT": "none"}, dotenv=None).rate_limit_default == (
+        "none"
+    )
+    with make_app(settings, rate_limit_default="none").test_client() as client:
+        register(client, "jane@example.com")
+        token = login_as(client, "jane@example.com")
+        response = client.get("/api/v1/tasks", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert "ratelimit-limit" not in response.headers
 

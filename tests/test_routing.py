@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from taskapi.policies import POLICIES
+from taskapi.policies import POLICIES, runs_on_thread
 from taskapi.resources import load_spec
 from taskapi.routing import spec_operations
 from tests.conftest import assert_problem
@@ -53,6 +53,30 @@ def test_bcrypt_operations_run_on_a_thread():
     for operation, policy in POLICIES.items():
         if policy.bcrypt:
             assert policy.on_thread, operation
+
+
+@pytest.mark.parametrize(
+    ("query", "heavy"),
+    [
+        ("", False),
+        ("limit=20", False),
+        ("status=pending&priority=high&sort=-priority&limit=100&page=11", False),
+        ("cursor=abc&limit=100", False),
+        ("page=12&limit=100", True),
+        ("q=report", True),
+        ("due_before=2026-01-01T00:00:00Z", True),
+        ("created_after=2026-01-01T00:00:00Z&limit=5", True),
+        ("page=x", False),
+    ],
+)
+def test_a_list_that_scans_runs_on_a_thread(query, heavy):
+    """A search, a date filter or a deep offset would stall the worker's loop (finding: deep
+    `page=999&q=w` lists held /health back 0.7-1.8 s); the index-range lists stay on it."""
+    scope = {
+        "query_string": query.encode(),
+        "extensions": {"connexion_routing": {"operation_id": "listTasks"}},
+    }
+    assert runs_on_thread(scope) is heavy
 
 
 def test_only_the_security_step_checks_the_account():

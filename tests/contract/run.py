@@ -84,6 +84,8 @@ def server(database_url: str, workdir: Path) -> Iterator[str]:
         # The fuzzer logs in far more often than a person; the limiter runs, at this budget.
         "RATE_LIMIT_AUTH": "100000/minute",
         "RATE_LIMIT_AUTH_EMAIL": "100000/minute",
+        "RATE_LIMIT_LOGIN_SLOWDOWN": "100000/minute",
+        "RATE_LIMIT_DEFAULT": "100000/minute",
         "BCRYPT_QUEUE": "100",
         "VALIDATE_RESPONSES": "true",
         "LOG_LEVEL": "warning",

@@ -49,6 +49,8 @@ def server_env(database_url: str, **settings: str) -> dict[str, str]:
         "LOG_LEVEL": "warning",
         "RATE_LIMIT_AUTH": GENEROUS_LIMIT,
         "RATE_LIMIT_AUTH_EMAIL": GENEROUS_LIMIT,
+        "RATE_LIMIT_LOGIN_SLOWDOWN": GENEROUS_LIMIT,
+        "RATE_LIMIT_DEFAULT": GENEROUS_LIMIT,
         # Stopping a server at the end of a test needs no drain; the shutdown test sets one.
         "SHUTDOWN_DRAIN_SECONDS": "0",
         **settings,

@@ -35,7 +35,7 @@ from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.options import SwaggerUIOptions
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from taskapi import lifecycle
+from taskapi import lifecycle, purge
 from taskapi import metrics as metrics_module
 from taskapi.access_tokens import TokenCodec
 from taskapi.admission import Admission, AdmissionMiddleware, default_slots
@@ -158,7 +158,8 @@ def create_app(settings: Settings | None = None) -> FlaskApp:
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         lifecycle.drain_on_sigterm(settings.shutdown_drain)
         with metrics_module.worker_process():
-            yield
+            async with purge.periodically(db, settings.purge_interval):
+                yield
             app.bridge.close()
             await limiter.close()
             services.close()

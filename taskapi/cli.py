@@ -1,4 +1,4 @@
-"""The `taskapi` command: serve | db upgrade/downgrade/current | openapi | settings."""
+"""The `taskapi` command: serve | db upgrade/downgrade/current/purge | openapi | settings."""
 
 from __future__ import annotations
 
@@ -39,12 +39,31 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
 
     # Alembic reports each migration it runs through logging.
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.action == "purge":
+        return _purge(settings)
     if args.action == "upgrade":
         migrate.upgrade(settings, args.revision or "head")
     elif args.action == "downgrade":
         migrate.downgrade(settings, args.revision or "-1")
     else:
         migrate.current(settings)
+    return 0
+
+
+def _purge(settings: Settings) -> int:
+    from taskapi import purge
+    from taskapi.db import Database
+
+    db = Database(settings)
+    try:
+        purged = purge.purge(db)
+    finally:
+        db.dispose()
+    if purged is None:
+        print("another process is purging; nothing done")
+        return 0
+    counts = ", ".join(f"{table} {count}" for table, count in purged.items())
+    print(f"expired rows deleted: {counts}")
     return 0
 
 
@@ -81,8 +100,8 @@ def parser() -> argparse.ArgumentParser:
         help="one log line per request (default: ACCESS_LOG)",
     )
 
-    db = commands.add_parser("db", help="database migrations")
-    db.add_argument("action", choices=("upgrade", "downgrade", "current"))
+    db = commands.add_parser("db", help="database migrations, and purging expired rows")
+    db.add_argument("action", choices=("upgrade", "downgrade", "current", "purge"))
     db.add_argument("revision", nargs="?", help="target (default: head, or -1 to downgrade)")
 
     spec = commands.add_parser("openapi", help="print the OpenAPI spec")

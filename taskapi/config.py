@@ -290,6 +290,13 @@ class Settings:
         minimum=0,
         maximum=65535,
     )
+    purge_interval: float = setting(
+        "PURGE_INTERVAL_SECONDS",
+        "how often each server process deletes expired refresh tokens, Idempotency-Key "
+        "responses and logged-out access tokens (`taskapi db purge` does it once); `0`: never",
+        3600.0,
+        minimum=0,
+    )
     shutdown_drain: float = setting(
         "SHUTDOWN_DRAIN_SECONDS",
         "after SIGTERM, seconds of serving with `/ready` at 503 before the graceful stop",

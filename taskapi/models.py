@@ -163,7 +163,8 @@ REFRESH_TOKENS = Table(
     Column("family", String(32), nullable=False, index=True),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
-    Column("expires_at", UTCDateTime(), nullable=False),
+    # A revoked token expires soon after (refresh_tokens.py); the purge deletes expired ones.
+    Column("expires_at", UTCDateTime(), nullable=False, index=True),
     Column("used_at", UTCDateTime(), nullable=True),
     Column("revoked_at", UTCDateTime(), nullable=True),
 )

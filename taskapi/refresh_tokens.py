@@ -16,10 +16,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Connection, insert, select, update
+from sqlalchemy import ColumnElement, Connection, case, insert, select, update
 
 from taskapi import users
 from taskapi.models import REFRESH_TOKENS, UserView, utcnow
+
+# Far longer than an access token lives (15 minutes), whatever the clocks of the servers.
+REVOKED_KEPT = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -113,8 +116,17 @@ def revoke_all(s: Connection, *, user_id: int) -> None:
 
 
 def _revoke(s: Connection, which: ColumnElement[bool], now: datetime) -> None:
+    # A revoked token is kept only while an access token of its session could still be
+    # presented (access_tokens.owner_of looks for it), then the purge deletes it.
+    kept_until = now + REVOKED_KEPT
     s.execute(
         update(REFRESH_TOKENS)
         .where(which, REFRESH_TOKENS.c.revoked_at.is_(None))
-        .values(revoked_at=now)
+        .values(
+            revoked_at=now,
+            expires_at=case(
+                (REFRESH_TOKENS.c.expires_at > kept_until, kept_until),
+                else_=REFRESH_TOKENS.c.expires_at,
+            ),
+        )
     )

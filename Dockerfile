@@ -39,7 +39,9 @@ ENV PATH=/opt/taskapi/bin:$PATH \
     DB_MAX_IDLE_CONNS=10
 USER 10001:10001
 WORKDIR /app
-# 8080: the API. 9464: Prometheus /metrics, a listener of its own so it is never public.
+# 8080: the API. 9464: Prometheus /metrics, a listener of its own. It binds SERVER_HOST as the
+# API does; it stays private only while nothing publishes it (docker run -p 8080:8080 alone;
+# compose maps it to 127.0.0.1; Kubernetes: networkpolicy.yaml admits the monitoring namespace).
 EXPOSE 8080 9464
 # Docker's health status means "ready for traffic": /ready answers 503 while PostgreSQL (or
 # Redis) is down and while the process drains after SIGTERM. Compose waits on it. Liveness is

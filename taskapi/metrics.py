@@ -12,8 +12,13 @@ Labels carry operationIds, statuses, pool and budget names: never user data.
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
+from wsgiref import simple_server
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
     CollectorRegistry,
@@ -21,8 +26,10 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    make_wsgi_app,
     multiprocess,
 )
+from prometheus_client.exposition import ThreadingWSGIServer
 from sqlalchemy import Engine, event
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -104,6 +111,55 @@ class Metrics:
     def render(self) -> bytes:
         """This app's metrics in the Prometheus text format (for tests and embedding)."""
         return generate_latest(self.registry)
+
+
+class _ServerHandler(simple_server.ServerHandler):
+    server_software = ""  # wsgiref would send `Server: WSGIServer/0.2 CPython/3.11.7`
+
+
+class _RequestHandler(simple_server.WSGIRequestHandler):
+    """wsgiref's request handler, silent, and naming neither its software nor its version."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        # Only wsgiref's own errors (a malformed request) come here.
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Date", self.date_time_string())
+
+    def handle(self) -> None:
+        # WSGIRequestHandler.handle, with the ServerHandler above.
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.send_error(414)
+            return
+        if not self.parse_request():
+            return
+        handler = _ServerHandler(
+            self.rfile,
+            self.wfile,  # type: ignore[arg-type]  # typeshed: BufferedIOBase, in fact a stream
+            self.get_stderr(),
+            self.get_environ(),
+            multithread=False,
+        )
+        handler.request_handler = self  # type: ignore[attr-defined]
+        handler.run(self.server.get_app())  # type: ignore[attr-defined]
+
+
+def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> WSGIServer:
+    """A /metrics listener on a thread of this process: prometheus_client's exposition, on a
+    wsgiref server that does not say what it is."""
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    httpd = simple_server.make_server(
+        host, port, make_wsgi_app(registry), Server, handler_class=_RequestHandler
+    )
+    threading.Thread(target=httpd.serve_forever, name="metrics", daemon=True).start()
+    return httpd
 
 
 def multiprocess_registry() -> CollectorRegistry:

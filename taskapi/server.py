@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from prometheus_client import start_http_server
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import ChangeReload, Multiprocess
 
 from taskapi.config import Settings
 from taskapi.logs import log_config
-from taskapi.metrics import MULTIPROC_ENV, multiprocess_registry
+from taskapi.metrics import MULTIPROC_ENV, multiprocess_registry, serve_metrics
 from taskapi.protocol import ConnectionLimits, ServerConfig
 
 if TYPE_CHECKING:
@@ -154,6 +153,6 @@ def _metrics_directory() -> tuple[Path, bool]:
 
 def _start_metrics_listener(host: str, port: int) -> None:
     try:
-        start_http_server(port, addr=host, registry=multiprocess_registry())
+        serve_metrics(host, port, multiprocess_registry())
     except OSError as error:
         log.warning("no /metrics listener on %s:%d: %s", host, port, error)

@@ -18,13 +18,16 @@ import httpx
 import pytest
 
 from taskapi import migrate
-from tests.conftest import base_settings, serving
+from tests.conftest import base_settings, free_port, serving
 
 pytestmark = pytest.mark.live
 
 HEADER_TIMEOUT = 1.0
 MAX_CONNECTIONS = 8
 MAX_HEADER_BYTES = 16_384
+
+
+METRICS_PORT = free_port()
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         workdir,
         HEADER_TIMEOUT=str(HEADER_TIMEOUT),
         MAX_CONNECTIONS=str(MAX_CONNECTIONS),
-        METRICS_PORT="0",
+        METRICS_PORT=str(METRICS_PORT),
     ) as base:
         yield base
 
@@ -231,3 +234,16 @@ def test_a_chunked_request_body_is_accepted_by_the_live_server(server):
         status, _, response = answer(sock)
     assert status == 201, response
     assert json.loads(response)["data"]["email"] == "chunked@example.com"
+
+
+def test_the_metrics_listener_does_not_say_what_software_it_runs(server):
+    httpx.get(f"{server}/health", timeout=5)
+    response = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5)
+    assert response.status_code == 200
+    assert "server" not in response.headers
+    assert "taskapi_requests_total" in response.text
+    with socket.create_connection(("127.0.0.1", METRICS_PORT), timeout=5) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
+        status, headers, _ = answer(sock)
+    assert status == 431
+    assert "server" not in headers

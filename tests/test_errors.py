@@ -143,6 +143,23 @@ def test_cors_preflight_is_204_as_in_the_seed(api):
     assert response.headers["access-control-max-age"] == "86400"
 
 
+def test_any_origin_may_call_but_never_with_the_browsers_credentials(api, auth):
+    """CORS `*` is safe here: the API takes a bearer token a page must hold itself, never a
+    cookie the browser would attach to another site's request."""
+    response = api.client.get(
+        "/api/v1/tasks", headers={**auth, "Origin": "https://evil.example", "Cookie": "sid=x"}
+    )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert "access-control-allow-credentials" not in response.headers
+    assert "set-cookie" not in response.headers
+    preflight = api.client.options(
+        "/api/v1/tasks",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert "access-control-allow-credentials" not in preflight.headers
+
+
 def test_cors_headers_are_on_errors_too(api):
     response = api.client.get("/api/v1/tasks", headers={"Origin": "https://app.example"})
     assert_problem(response, 401, "authentication_required")

@@ -13,7 +13,8 @@ What each operation counts against is its policy (taskapi/policies.py):
   addresses and never refuses, so nobody can lock an account's owner out (OWASP
   Authentication Cheat Sheet, "Account Lockout").
 - `default`: RATE_LIMIT_DEFAULT per user on authenticated operations (the vouched `user`, so
-  nobody can spend someone else's budget), per client IP on anonymous ones.
+  nobody can spend someone else's budget), per client IP on anonymous ones. Every request
+  counts against it, so it is counted in fixed windows (taskapi/windows.py), cheaply.
 - `none`: probes and docs.
 
 Budgets live in Redis when REDIS_URL is set, so every worker and replica shares them, and in
@@ -49,6 +50,7 @@ from taskapi.errors import DomainError
 from taskapi.policies import policy_of
 from taskapi.routing import operation_id
 from taskapi.users import normalize_email
+from taskapi.windows import LocalWindows, RedisWindows, reset_at
 
 log = logging.getLogger("taskapi.ratelimit")
 
@@ -103,6 +105,8 @@ class RateLimiter:
         self._on_slowed = on_slowed
         self.local = MovingWindowRateLimiter(MemoryStorage())
         self.shared = self.local
+        self.local_windows = LocalWindows()
+        self.shared_windows: LocalWindows | RedisWindows = self.local_windows
         self._pool: Any = None
         if redis_url:
             import redis.asyncio  # only a deployment with REDIS_URL needs it loaded
@@ -115,16 +119,20 @@ class RateLimiter:
                 "async+" + redis_url, implementation="redispy", connection_pool=self._pool
             )
             self.shared = MovingWindowRateLimiter(storage)
+            self.shared_windows = RedisWindows(redis.asyncio.Redis(connection_pool=self._pool))
         self._fallback_until = 0.0
         self._on_fallback = on_fallback
         self._on_rejected = on_rejected
 
     async def count(self, budget: str, items: Sequence[RateLimitItem], key: str) -> Budget:
         """Count one request against `items` for `key`; raises RateLimited over any of them."""
+        if budget == "default":
+            hits = await self._hit_windows(items, key)
+        else:
+            hits = [await self._hit(item, key) for item in items]
         tightest: Budget | None = None
-        for item in items:
-            allowed, reset_at, remaining = await self._hit(item, key)
-            reset_in = max(1, math.ceil(reset_at - time.time()))
+        for item, (allowed, resets_at, remaining) in zip(items, hits, strict=True):
+            reset_in = max(1, math.ceil(resets_at - time.time()))
             counted = Budget(item.amount, remaining, reset_in)
             if tightest is None or counted.remaining < tightest.remaining:
                 tightest = counted
@@ -151,21 +159,44 @@ class RateLimiter:
         if self._pool is not None:
             await self._pool.disconnect()
 
+    async def _hit_windows(
+        self, items: Sequence[RateLimitItem], key: str
+    ) -> list[tuple[bool, float, int]]:
+        windows = self.shared_windows if self._shared_usable() else self.local_windows
+        now = time.time()
+        try:
+            counts = await windows.hit(key, items, now)
+        except Exception as error:
+            if windows is self.local_windows:
+                raise
+            self._fall_back(error)
+            return await self._hit_windows(items, key)
+        return [
+            (count <= item.amount, reset_at(item, now), max(0, item.amount - count))
+            for item, count in zip(items, counts, strict=True)
+        ]
+
+    def _shared_usable(self) -> bool:
+        return time.monotonic() >= self._fallback_until
+
+    def _fall_back(self, error: Exception) -> None:
+        log.warning(
+            "rate limit store unavailable (%s); per-process limits for %ds",
+            type(error).__name__,
+            FALLBACK_SECONDS,
+        )
+        self._on_fallback()
+        self._fallback_until = time.monotonic() + FALLBACK_SECONDS
+
     async def _hit(self, item: RateLimitItem, key: str) -> tuple[bool, float, int]:
-        limiter = self.shared if time.monotonic() >= self._fallback_until else self.local
+        limiter = self.shared if self._shared_usable() else self.local
         try:
             allowed = await limiter.hit(item, key)
             stats = await limiter.get_window_stats(item, key)
         except Exception as error:
             if limiter is self.local:
                 raise
-            log.warning(
-                "rate limit store unavailable (%s); per-process limits for %ds",
-                type(error).__name__,
-                FALLBACK_SECONDS,
-            )
-            self._on_fallback()
-            self._fallback_until = time.monotonic() + FALLBACK_SECONDS
+            self._fall_back(error)
             return await self._hit(item, key)
         return allowed, stats.reset_time, stats.remaining
 

@@ -286,3 +286,56 @@ def test_limits_fail_open_to_each_process_when_redis_is_down(make_app, settings)
     metrics = services_of(app).metrics.render().decode()
     assert "taskapi_rate_limit_store_fallbacks_total 1.0" in metrics
     assert 'taskapi_rate_limited_total{budget="auth"} 1.0' in metrics
+
+
+def signed_up(client, email):
+    register(client, email)
+    return {"Authorization": f"Bearer {login_as(client, email)}"}
+
+
+@pytest.mark.skipif(not redis_reachable(), reason="no Redis at 127.0.0.1:6379")
+def test_replicas_share_the_default_budget_in_redis(make_app, settings):
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    apps = [make_app(settings, redis_url=REDIS_URL, rate_limit_default="3/minute") for _ in "ab"]
+    with apps[0].test_client() as one, apps[1].test_client() as two:
+        headers = signed_up(one, f"{uuid.uuid4().hex}@example.com")
+        responses = [(one, two)[i % 2].get("/api/v1/tasks", headers=headers) for i in range(4)]
+    assert [r.status_code for r in responses] == [200, 200, 200, 429]
+    assert [r.headers["ratelimit-remaining"] for r in responses] == ["2", "1", "0", "0"]
+    assert_problem(responses[3], 429, "rate_limited")
+    assert 1 <= int(responses[3].headers["retry-after"]) <= 60
+
+
+def test_the_default_budget_falls_back_to_each_process_when_redis_is_down(make_app, settings):
+    app = make_app(settings, redis_url="redis://127.0.0.1:1/0", rate_limit_default="2/minute")
+    with app.test_client() as client:
+        headers = signed_up(client, "jane@example.com")
+        statuses = [client.get("/api/v1/tasks", headers=headers).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    metrics = services_of(app).metrics.render().decode()
+    assert 'taskapi_rate_limited_total{budget="default"} 1.0' in metrics
+
+
+def test_local_windows_start_again_each_window_and_forget_idle_keys(monkeypatch):
+    import asyncio
+
+    from limits import parse_many
+
+    from taskapi import windows
+
+    items = list(parse_many("10/second;100/hour"))
+    local = windows.LocalWindows()
+
+    async def hits():
+        first = await local.hit("a", items, now=3600.2)
+        second = await local.hit("a", items, now=3600.9)
+        next_second = await local.hit("a", items, now=3601.1)
+        monkeypatch.setattr(windows, "PRUNE_EVERY", 1)
+        await local.hit("b", items, now=7300.0)  # an hour later: "a" is dropped
+        return first, second, next_second
+
+    assert asyncio.run(hits()) == ([1, 1], [2, 2], [1, 3])
+    assert {key for key, _ in local._counts} == {"b"}
+    assert windows.reset_at(items[0], 3600.2) == 3601.0

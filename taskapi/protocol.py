@@ -69,6 +69,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._parsed = 0
         self._fields = 0
         self._tail = b""
+        self._begun = False
         self._header_deadline: asyncio.TimerHandle | None = None
         self._refused = False
 
@@ -88,8 +89,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return
         if self._awaiting_headers:
-            if self._header_deadline is None:  # the first byte of a later request
-                self._arm_header_deadline()
             # Until the blank line that ends them, everything received is request line and
             # headers, which the parser would otherwise keep growing in memory.
             window = self._tail + data
@@ -100,6 +99,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                     return
                 self._tail = window[-(len(HEADERS_END) - 1) :]
         super().data_received(data)
+        # A later request that began but whose headers did not arrive whole in this read gets
+        # a deadline (most arrive whole, and cost no timer).
+        if self._begun and self._awaiting_headers and self._header_deadline is None:
+            self._arm_header_deadline()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._begun = True
 
     def on_url(self, url: bytes) -> None:
         self._parsed += len(url)
@@ -123,6 +130,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         # What follows on this connection is the next request's line and headers.
         self._awaiting_headers = True
+        self._begun = False
         self._received = self._parsed = self._fields = 0
         self._tail = b""
 

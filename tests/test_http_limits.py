@@ -181,6 +181,24 @@ def test_a_slow_second_request_on_a_kept_alive_connection_gets_a_408(server):
     assert_refused(status, headers, body, "request_timeout", 408)
 
 
+def test_the_header_deadline_leaves_idle_keep_alive_and_slow_bodies_alone(server):
+    """HEADER_TIMEOUT bounds headers only: a pause between two requests on a kept-alive
+    connection, or a body slower than it (REQUEST_BODY_TIMEOUT bounds those), is fine."""
+    body = b'{"email": "slow@example.com", "password": "password123", "name": "Slow"}'
+    with connect(server) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(HEADER_TIMEOUT + 0.5)
+        sock.sendall(
+            b"POST /api/v1/auth/register HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        time.sleep(HEADER_TIMEOUT + 0.5)
+        sock.sendall(body)
+        status, _, response = answer(sock)
+    assert status == 201, response
+
+
 def test_connections_beyond_the_limit_are_refused_with_503(server):
     """Each of the 2 workers holds at most MAX_CONNECTIONS; more are answered 503 at once."""
     held = [connect(server) for _ in range(4 * MAX_CONNECTIONS)]

@@ -6,8 +6,8 @@ from alembic import context
 from sqlalchemy import Connection, Engine
 
 from taskapi.config import Settings
-from taskapi.db import make_engine
-from taskapi.models import exists_on, metadata
+from taskapi.storage.db import make_engine
+from taskapi.storage.schema import exists_on, metadata
 
 config = context.config
 

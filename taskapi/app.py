@@ -35,38 +35,42 @@ from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.options import SwaggerUIOptions
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from taskapi import lifecycle, purge
-from taskapi import metrics as metrics_module
-from taskapi.access_tokens import TokenCodec
-from taskapi.admission import Admission, AdmissionMiddleware, default_slots
-from taskapi.api.caller import ServicesMiddleware
-from taskapi.api.services import EXTENSION_KEY, Services
 from taskapi.config import Settings
-from taskapi.db import Database
-from taskapi.docs import DocsMiddleware
-from taskapi.errors import register_error_handlers
-from taskapi.flask_app import FlaskApp
-from taskapi.metrics import Metrics
-from taskapi.middleware import (
+from taskapi.domain.access_tokens import TokenCodec
+from taskapi.domain.passwords import PasswordHasher
+from taskapi.ops import housekeeping, lifecycle
+from taskapi.ops import metrics as metrics_module
+from taskapi.ops.metrics import Metrics
+from taskapi.ops.readiness import Readiness
+from taskapi.resources import load_spec
+from taskapi.storage.db import Database
+from taskapi.web.caller import ServicesMiddleware
+from taskapi.web.docs import DocsMiddleware
+from taskapi.web.errors import register_error_handlers
+from taskapi.web.framework.flask_app import FlaskApp
+from taskapi.web.framework.validators import (
+    BodyValidator,
+    ParamValidator,
+    RequestValidationMiddleware,
+)
+from taskapi.web.middleware.admission import Admission, AdmissionMiddleware, default_slots
+from taskapi.web.middleware.headers import (
     BodyLimitMiddleware,
     CORSMiddleware,
     HeadAsGetMiddleware,
     SecurityHeadersMiddleware,
 )
-from taskapi.observability import RequestMiddleware
-from taskapi.passwords import PasswordHasher
-from taskapi.policies import runs_on_thread
-from taskapi.ratelimit import RateLimiter, RateLimitMiddleware
-from taskapi.readiness import Readiness
-from taskapi.resources import load_spec
-from taskapi.routing import (
+from taskapi.web.middleware.observability import RequestMiddleware
+from taskapi.web.middleware.ratelimit import RateLimiter, RateLimitMiddleware
+from taskapi.web.policies import runs_on_thread
+from taskapi.web.routing import (
     ExactRoutingMiddleware,
     RoutedOnlyMiddleware,
     Routes,
     TagResolver,
     spec_operations,
 )
-from taskapi.validation import BodyValidator, ParamValidator, RequestValidationMiddleware
+from taskapi.web.services import EXTENSION_KEY, Services
 
 
 def middleware_stack(
@@ -81,7 +85,7 @@ def middleware_stack(
     """Connexion's default stack with ours in between, outermost first.
 
     Connexion's Routing and RequestValidation are replaced by subclasses; its SwaggerUI layer
-    is left out (taskapi/docs serves the spec and the docs pages), and so is ResponseValidation
+    is left out (taskapi/web/docs serves the spec and the docs pages), and so is ResponseValidation
     unless responses are validated, since it would only pass requests on.
     """
     templates = {op_id: path for op_id, (_, path, _) in spec_operations(spec).items()}
@@ -158,7 +162,7 @@ def create_app(settings: Settings | None = None) -> FlaskApp:
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         lifecycle.drain_on_sigterm(settings.shutdown_drain)
         with metrics_module.worker_process():
-            async with purge.periodically(db, settings.purge_interval):
+            async with housekeeping.periodically(db, settings.purge_interval):
                 yield
             app.bridge.close()
             await limiter.close()
@@ -176,7 +180,7 @@ def create_app(settings: Settings | None = None) -> FlaskApp:
             limiter=limiter,
             admission=admission,
         ),
-        # taskapi/docs serves the spec as written and the docs pages instead.
+        # taskapi/web/docs serves the spec as written and the docs pages instead.
         swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui=False),
     )
     app.app.extensions[EXTENSION_KEY] = services

@@ -17,8 +17,8 @@ from taskapi.resources import load_spec, spec_path
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from taskapi import migrate
     from taskapi.server import serve
+    from taskapi.storage import migrate
 
     if settings.is_sqlite:
         # The embedded default needs no setup: bring its schema up to date first.
@@ -35,7 +35,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _db(args: argparse.Namespace, settings: Settings) -> int:
-    from taskapi import migrate
+    from taskapi.storage import migrate
 
     # Alembic reports each migration it runs through logging.
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -51,12 +51,12 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _purge(settings: Settings) -> int:
-    from taskapi import purge
-    from taskapi.db import Database
+    from taskapi.ops import housekeeping
+    from taskapi.storage.db import Database
 
     db = Database(settings)
     try:
-        purged = purge.purge(db)
+        purged = housekeeping.purge(db)
     finally:
         db.dispose()
     if purged is None:

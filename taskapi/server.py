@@ -27,12 +27,12 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import ChangeReload, Multiprocess
 
 from taskapi.config import Settings
-from taskapi.logs import log_config
-from taskapi.metrics import MULTIPROC_ENV, multiprocess_registry, serve_metrics
-from taskapi.protocol import ConnectionLimits, ServerConfig
+from taskapi.ops.logs import log_config
+from taskapi.ops.metrics import MULTIPROC_ENV, multiprocess_registry, serve_metrics
+from taskapi.web.framework.uvicorn import ConnectionLimits, ServerConfig
 
 if TYPE_CHECKING:
-    from taskapi.flask_app import FlaskApp
+    from taskapi.web.framework.flask_app import FlaskApp
 
 log = logging.getLogger("taskapi.server")
 
@@ -49,7 +49,7 @@ def serve(
     reload: bool = False,
     access_log: bool | None = None,
 ) -> None:
-    """Serve the API until SIGTERM or SIGINT (see taskapi/lifecycle.py for the drain)."""
+    """Serve the API until SIGTERM or SIGINT (see taskapi/ops/lifecycle.py for the drain)."""
     logging_config = log_config(settings)
     logging.config.dictConfig(logging_config)  # for what is logged before uvicorn starts
     os.environ["WEB_CONCURRENCY"] = str(workers)

@@ -26,10 +26,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from taskapi import migrate
-from taskapi.api.services import EXTENSION_KEY, Services
 from taskapi.app import create_app
 from taskapi.config import Settings
+from taskapi.storage import migrate
+from taskapi.web.services import EXTENSION_KEY, Services
 
 DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -230,7 +230,7 @@ def auth(api: Api) -> dict[str, str]:
 
 def assert_problem(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
     """The body of an RFC 9457 problem response of `status` (and `code`), checked in full."""
-    from taskapi.problems import BY_CODE
+    from taskapi.web.problem_types import BY_CODE
 
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"

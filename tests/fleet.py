@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from taskapi.config import env_names
-from taskapi.metrics import MULTIPROC_ENV
+from taskapi.ops.metrics import MULTIPROC_ENV
 from tests.client_threads import ClientThreads
 from tests.conftest import GENEROUS_LIMIT, JWT_SECRET, free_port
 

@@ -10,8 +10,8 @@ import bcrypt
 import pytest
 import sqlalchemy as sa
 
-from taskapi.admission import Admission, Overloaded, available_cores, default_slots
-from taskapi.models import USERS
+from taskapi.storage.schema import USERS
+from taskapi.web.middleware.admission import Admission, Overloaded, available_cores, default_slots
 from tests.conftest import PASSWORD, assert_problem, services_of
 
 

@@ -13,10 +13,10 @@ from connexion.middleware import ConnexionMiddleware
 from connexion.middleware.response_validation import ResponseValidationMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 
-from taskapi import migrate
 from taskapi.app import create_app
 from taskapi.cli import main
 from taskapi.config import DEV_SECRET_FILE, ConfigError, Settings, markdown_table
+from taskapi.storage import migrate
 from tests.conftest import JWT_SECRET, base_settings
 
 
@@ -193,7 +193,7 @@ def test_the_stack_keeps_every_connexion_layer_that_does_something(tmp_path, val
     settings = base_settings(f"sqlite:///{tmp_path / 'unused.db'}")
     app = create_app(replace(settings, validate_responses=validate_responses))
     stack = [getattr(m, "func", m) for m in app.middleware.middlewares]
-    # taskapi/docs serves the spec and the pages in place of Swagger UI's layer; response
+    # taskapi/web/docs serves the spec and the pages in place of Swagger UI's layer; response
     # validation's layer only passes requests on when responses are not validated.
     left_out = (
         (SwaggerUIMiddleware,)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from taskapi.bridge import WSGIBridge, wsgi_environ
+from taskapi.web.framework.bridge import WSGIBridge, wsgi_environ
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 

@@ -9,8 +9,8 @@ import psycopg2.extensions
 import pytest
 import sqlalchemy as sa
 
-from taskapi.db import Database, SecondWrite
-from taskapi.models import USERS, utcnow
+from taskapi.storage.db import Database, SecondWrite
+from taskapi.storage.schema import USERS, utcnow
 
 
 def new_user(email):

@@ -10,9 +10,9 @@ import yaml
 from openapi_spec_validator import validate
 from starlette.testclient import TestClient
 
-from taskapi.docs import DOCS_CSP
-from taskapi.middleware import API_CSP
 from taskapi.resources import load_spec, spec_path
+from taskapi.web.docs import DOCS_CSP
+from taskapi.web.middleware.headers import API_CSP
 from tests.conftest import assert_problem
 from tests.test_spec import spec_operations
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import OperationalError
 
-import taskapi.listing
-import taskapi.tasks
+import taskapi.domain.listing
+import taskapi.domain.tasks
 from tests.conftest import assert_problem, base_settings
 
 
@@ -82,7 +82,7 @@ def test_unexpected_error_is_a_generic_500(api, auth, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("secret internals: /srv/app.py line 3")
 
-    monkeypatch.setattr(taskapi.tasks, "read_owned", explode)
+    monkeypatch.setattr(taskapi.domain.tasks, "read_owned", explode)
     response = api.client.get("/api/v1/tasks/1", headers=auth)
     body = assert_problem(response, 500)
     assert body["detail"] == "internal server error"
@@ -109,7 +109,7 @@ def test_database_errors_never_reach_the_client(api, auth, monkeypatch):
     def outage(*args, **kwargs):
         raise OperationalError("SELECT secret FROM x", {}, Exception("server closed"))
 
-    monkeypatch.setattr(taskapi.listing, "list_owned", outage)
+    monkeypatch.setattr(taskapi.domain.listing, "list_owned", outage)
     response = api.client.get("/api/v1/tasks", headers=auth)
     assert_problem(response, 503)
     assert "SELECT" not in response.text

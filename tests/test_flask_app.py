@@ -1,4 +1,4 @@
-"""taskapi.flask_app on its own: handlers get what Connexion's own FlaskApp would give them."""
+"""taskapi.web.framework.flask_app on its own: handlers get what Connexion's FlaskApp gives."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import werkzeug.routing
 from connexion.resolver import Resolver
 
-from taskapi import flask_app
-from taskapi.flask_app import FlaskApp
+from taskapi.web.framework import flask_app
+from taskapi.web.framework.flask_app import FlaskApp
 
 SPEC: dict[str, Any] = {
     "openapi": "3.0.3",

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from taskapi.models import USERS
+from taskapi.storage.schema import USERS
 from tests.conftest import PASSWORD, assert_problem
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from taskapi import migrate
+from taskapi.storage import migrate
 from tests.conftest import base_settings, free_port, serving
 
 pytestmark = pytest.mark.live

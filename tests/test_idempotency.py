@@ -74,15 +74,15 @@ def test_an_invalid_request_does_not_use_up_the_key(api, auth):
 
 
 def test_a_failed_request_releases_the_key(api, auth, monkeypatch):
-    import taskapi.tasks
+    import taskapi.domain.tasks
 
-    real = taskapi.tasks.create_many
+    real = taskapi.domain.tasks.create_many
 
     def fail_once(*args, **kwargs):
-        monkeypatch.setattr(taskapi.tasks, "create_many", real)
+        monkeypatch.setattr(taskapi.domain.tasks, "create_many", real)
         raise RuntimeError("crash mid-request")
 
-    monkeypatch.setattr(taskapi.tasks, "create_many", fail_once)
+    monkeypatch.setattr(taskapi.domain.tasks, "create_many", fail_once)
     assert_problem(post(api, auth, {"title": "x"}, "key-1"), 500, "internal_error")
     retry = post(api, auth, {"title": "x"}, "key-1")
     assert retry.status_code == 201

@@ -10,9 +10,9 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from taskapi.db import make_engine
-from taskapi.migrate import alembic_config
-from taskapi.models import TASKS, exists_on, metadata, on_expressions
+from taskapi.storage.db import make_engine
+from taskapi.storage.migrate import alembic_config
+from taskapi.storage.schema import TASKS, exists_on, metadata, on_expressions
 from tests.conftest import base_settings
 
 # SQLite's reflection skips indexes on expressions, and Alembic says so when it compares;

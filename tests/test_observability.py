@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from taskapi.logs import JSONFormatter, RequestIdFilter, TextFormatter
-from taskapi.problems import BY_CODE
+from taskapi.ops.logs import JSONFormatter, RequestIdFilter, TextFormatter
+from taskapi.web.problem_types import BY_CODE
 from tests.conftest import PASSWORD, assert_problem, base_settings
 
 
@@ -31,7 +31,7 @@ def test_a_well_formed_request_id_is_echoed_and_others_are_replaced(api):
 def log_lines(caplog):
     """The lines TaskAPI logs during a test, formatted as LOG_FORMAT=json writes them."""
     caplog.set_level(logging.INFO, logger="taskapi")
-    # As taskapi/logs.py configures it: the filter stamps each record as it is emitted.
+    # As taskapi/ops/logs.py configures it: the filter stamps each record as it is emitted.
     caplog.handler.addFilter(RequestIdFilter())
     formatter = JSONFormatter()
     return lambda: [json.loads(formatter.format(record)) for record in caplog.records]
@@ -55,12 +55,12 @@ def test_each_request_logs_one_access_line_with_its_context(api, auth, log_lines
 def test_an_unexpected_error_is_one_line_with_its_traceback_in_a_field(
     api, auth, log_lines, monkeypatch
 ):
-    import taskapi.tasks
+    import taskapi.domain.tasks
 
     def explode(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(taskapi.tasks, "read_owned", explode)
+    monkeypatch.setattr(taskapi.domain.tasks, "read_owned", explode)
     response = api.client.get("/api/v1/tasks/1", headers={**auth, "X-Request-ID": "req-500"})
     assert_problem(response, 500, "internal_error")
     (error,) = [line for line in log_lines() if line["level"] == "error"]

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from taskapi.api.services import Services
-from taskapi.db import Database
-from taskapi.listing import SORTABLE
+from taskapi.domain.listing import SORTABLE
 from taskapi.resources import load_spec
-from taskapi.routing import spec_operations
+from taskapi.storage.db import Database
+from taskapi.web.routing import spec_operations
+from taskapi.web.services import Services
 
 SCOPED_TABLES = ("tasks", "task_counts", "idempotency_keys")
 TABLE_REFERENCE = re.compile(r'\b(?:FROM|JOIN|UPDATE|INTO)\s+"?(\w+)"?', re.I)

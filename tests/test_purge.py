@@ -8,10 +8,11 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from taskapi import migrate, purge
 from taskapi.cli import main
-from taskapi.db import Database
-from taskapi.models import IDEMPOTENCY_KEYS, REFRESH_TOKENS, REVOKED_ACCESS_TOKENS, utcnow
+from taskapi.ops import housekeeping
+from taskapi.storage import migrate
+from taskapi.storage.db import Database
+from taskapi.storage.schema import IDEMPOTENCY_KEYS, REFRESH_TOKENS, REVOKED_ACCESS_TOKENS, utcnow
 from tests.conftest import JWT_SECRET, base_settings, services_of
 
 
@@ -47,27 +48,27 @@ def abandoned(api, auth, services):
 def test_nothing_is_purged_before_it_expires(abandoned):
     before = counts(abandoned)
     assert before["refresh_tokens"] >= 21
-    assert purge.purge(abandoned) == dict.fromkeys(before, 0)
+    assert housekeeping.purge(abandoned) == dict.fromkeys(before, 0)
     assert counts(abandoned) == before
 
 
 def test_a_revoked_session_is_purged_an_hour_after_its_logout(abandoned):
     # The logout revoked the 21 tokens of the session; the auth fixture's login stays.
     later = utcnow() + timedelta(hours=1, minutes=1)
-    purged = purge.purge(abandoned, now=later)
+    purged = housekeeping.purge(abandoned, now=later)
     assert purged == {"refresh_tokens": 21, "idempotency_keys": 0, "revoked_access_tokens": 1}
     assert counts(abandoned)["refresh_tokens"] == 1
 
 
 def test_everything_is_purged_once_it_has_expired(abandoned, settings):
     much_later = utcnow() + timedelta(seconds=settings.refresh_token_ttl + 60)
-    purge.purge(abandoned, now=much_later)
+    housekeeping.purge(abandoned, now=much_later)
     assert counts(abandoned) == dict.fromkeys(counts(abandoned), 0)
 
 
 def test_purging_goes_in_batches(abandoned, monkeypatch):
-    monkeypatch.setattr(purge, "BATCH", 4)
-    purged = purge.purge(abandoned, now=utcnow() + timedelta(hours=2))
+    monkeypatch.setattr(housekeeping, "BATCH", 4)
+    purged = housekeeping.purge(abandoned, now=utcnow() + timedelta(hours=2))
     assert purged is not None
     assert purged["refresh_tokens"] == 21
 
@@ -99,10 +100,10 @@ def test_one_process_purges_at_a_time_on_postgresql(create_postgres_database):
     db = Database(base_settings(url))
     try:
         with db.engine.connect() as other:
-            other.execute(sa.select(sa.func.pg_advisory_lock(purge.ADVISORY_LOCK)))
-            assert purge.purge(db) is None
-            other.execute(sa.select(sa.func.pg_advisory_unlock(purge.ADVISORY_LOCK)))
-        assert purge.purge(db) == dict.fromkeys(counts(db), 0)
+            other.execute(sa.select(sa.func.pg_advisory_lock(housekeeping.ADVISORY_LOCK)))
+            assert housekeeping.purge(db) is None
+            other.execute(sa.select(sa.func.pg_advisory_unlock(housekeeping.ADVISORY_LOCK)))
+        assert housekeeping.purge(db) == dict.fromkeys(counts(db), 0)
     finally:
         db.dispose()
 

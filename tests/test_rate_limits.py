@@ -323,19 +323,19 @@ def test_local_windows_start_again_each_window_and_forget_idle_keys(monkeypatch)
 
     from limits import parse_many
 
-    from taskapi import windows
+    from taskapi.web.middleware import ratelimit_windows
 
     items = list(parse_many("10/second;100/hour"))
-    local = windows.LocalWindows()
+    local = ratelimit_windows.LocalWindows()
 
     async def hits():
         first = await local.hit("a", items, now=3600.2)
         second = await local.hit("a", items, now=3600.9)
         next_second = await local.hit("a", items, now=3601.1)
-        monkeypatch.setattr(windows, "PRUNE_EVERY", 1)
+        monkeypatch.setattr(ratelimit_windows, "PRUNE_EVERY", 1)
         await local.hit("b", items, now=7300.0)  # an hour later: "a" is dropped
         return first, second, next_second
 
     assert asyncio.run(hits()) == ([1, 1], [2, 2], [1, 3])
     assert {key for key, _ in local._counts} == {"b"}
-    assert windows.reset_at(items[0], 3600.2) == 3601.0
+    assert ratelimit_windows.reset_at(items[0], 3600.2) == 3601.0

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from taskapi.policies import POLICIES, runs_on_thread
 from taskapi.resources import load_spec
-from taskapi.routing import spec_operations
+from taskapi.web.policies import POLICIES, runs_on_thread
+from taskapi.web.routing import spec_operations
 from tests.conftest import assert_problem
 
 API = Path(__file__).resolve().parent.parent / "taskapi" / "api"

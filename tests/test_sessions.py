@@ -6,7 +6,7 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
-from taskapi.models import REFRESH_TOKENS, TASKS, USERS
+from taskapi.storage.schema import REFRESH_TOKENS, TASKS, USERS
 from tests.conftest import JWT_SECRET, PASSWORD, assert_problem, services_of
 
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from taskapi.listing import SORTABLE
-from taskapi.models import TASK_PRIORITIES, TASK_STATUSES, TASKS
+from taskapi.domain.listing import SORTABLE
+from taskapi.storage.schema import TASK_PRIORITIES, TASK_STATUSES, TASKS
 from tests.conftest import services_of
 
 ROWS = 3000

@@ -11,10 +11,10 @@ from itertools import product
 import pytest
 import sqlalchemy as sa
 
-from taskapi import tasks, users
-from taskapi.db import Database
-from taskapi.errors import TaskNotFound
-from taskapi.models import TASK_PRIORITIES, TASK_STATUSES
+from taskapi.domain import tasks, users
+from taskapi.storage.db import Database
+from taskapi.storage.schema import TASK_PRIORITIES, TASK_STATUSES
+from taskapi.web.errors import TaskNotFound
 from tests.conftest import services_of
 
 KEYS = list(product(TASK_STATUSES, TASK_PRIORITIES))

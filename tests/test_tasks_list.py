@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from taskapi import listing
+from taskapi.domain import listing
 from tests.conftest import assert_problem
 
 

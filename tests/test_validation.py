@@ -1,4 +1,4 @@
-"""What taskapi/validation.py adds to Connexion's validators: one test per behaviour."""
+"""What web/framework/validators.py adds to Connexion's validators: one test per behaviour."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from taskapi.validation import validator_for
+from taskapi.web.framework.validators import validator_for
 from tests.conftest import assert_problem
 
 

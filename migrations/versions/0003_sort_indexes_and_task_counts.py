@@ -4,7 +4,7 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-01
 
-Each index is (user_id, key, id) with the key spelled as taskapi/listing.py orders by it, so a
+Each index is (user_id, key, id) with the key spelled as taskapi/domain/listing.py orders by it, so a
 page, offset or cursor, is read off the index instead of sorting the owner's tasks. Each serves
 both directions (PostgreSQL and SQLite scan an index backwards), except due_date's: its NULLs come
 last in both, so descending gets an index of its own.

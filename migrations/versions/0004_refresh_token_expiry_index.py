@@ -4,7 +4,7 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-07
 
-Expired refresh tokens are now deleted (taskapi/purge.py), and a revoked one expires an hour
+Expired refresh tokens are now deleted (taskapi/ops/housekeeping.py), and a revoked one expires an hour
 after its revocation, so one indexed condition, `expires_at < now`, finds every row that can
 go.
 """

@@ -1,8 +1,8 @@
 """`deep`: one user with 1,000,000 tasks, every sort key, the first page and pages deep inside.
 
 The rows are inserted with one INSERT ... SELECT over generate_series, straight into the schema
-that `taskapi db upgrade` created (taskapi/models.py, migrations/versions/): through the API a
-million creates would take an hour. The requests go one at a time, so each latency is the
+that `taskapi db upgrade` created (taskapi/storage/schema.py, migrations/versions/): through
+the API a million creates would take an hour. The requests go one at a time, so each latency is the
 server's own and not a queue's.
 """
 

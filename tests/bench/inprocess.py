@@ -27,9 +27,9 @@ from typing import Any
 
 import uvloop
 
-from taskapi import migrate
 from taskapi.app import create_app
 from taskapi.config import Settings
+from taskapi.storage import migrate
 
 SCENARIOS = ("health", "list", "get", "create", "update")
 WARMUP = 200

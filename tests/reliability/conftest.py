@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from taskapi import migrate
+from taskapi.storage import migrate
 from tests.bench import postgres, target
 from tests.conftest import base_settings
 from tests.reliability.harness import Server, serving

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from taskapi.config import env_names
-from taskapi.metrics import MULTIPROC_ENV
+from taskapi.ops.metrics import MULTIPROC_ENV
 from tests.bench import target
 from tests.client_threads import ClientThreads
 from tests.conftest import GENEROUS_LIMIT, JWT_SECRET

@@ -2,7 +2,7 @@
 
 An account with 100,000 tasks sends deep, searching list requests (`page=999&q=w`, each a scan
 of all its tasks) from four clients at once, while a probe times GET /health and a plain list
-page in turn. Such lists run on a thread (taskapi/policies.py, `heavy_list`), so the worker's
+page in turn. Such lists run on a thread (taskapi/web/policies.py, `heavy_list`), so the worker's
 event loop goes on serving everyone else; on the loop, /health stalled 0.7-1.8 s behind them.
 """
 

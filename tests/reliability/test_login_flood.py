@@ -4,7 +4,8 @@ Logins arrive open-loop at LOGIN_RATE a second (tests/bench/flood.py: each on a 
 own, on a clock, half of them with a wrong password) while one client times GET /health and a
 task list page in turn, first without the flood, then during it. Two workers on this
 machine's cores hash far fewer than 20 passwords a second, so the excess must be refused with
-a quick 503 (taskapi/admission.py) instead of queueing for seconds in front of everything else.
+a quick 503 (taskapi/web/middleware/admission.py) instead of queueing for seconds in front of
+everything else.
 """
 
 from __future__ import annotations

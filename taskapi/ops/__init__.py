@@ -1,0 +1,1 @@
+"""Running the service: logs, metrics, readiness, the process's lifecycle, housekeeping."""

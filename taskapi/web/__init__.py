@@ -1,0 +1,1 @@
+"""Everything that knows HTTP, ASGI, Connexion or Flask: handlers, middleware, problems, docs."""

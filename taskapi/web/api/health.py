@@ -1,0 +1,33 @@
+"""Operations tagged `health`: liveness and readiness."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import flask
+
+from taskapi.domain import timestamps
+from taskapi.web import problem_types, services
+from taskapi.web.envelope import json_response, ok
+from taskapi.web.errors import DomainError
+
+
+class NotReady(DomainError):
+    problem = problem_types.BY_CODE["not_ready"]
+
+
+def get_health() -> flask.Response:
+    """Liveness: the process answers. Never looks at the database."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    return json_response({"status": "healthy", "time": timestamps.render(now)})
+
+
+def get_readiness() -> flask.Response:
+    """Readiness: the database (and Redis) answer and the process is not draining."""
+    checks = services.current().readiness.check()
+    if not checks.ready:
+        error = NotReady("not ready: " + ", ".join(checks.failing))
+        error.extra = {"checks": dataclasses.asdict(checks)}
+        raise error
+    return ok({"status": "ready", "checks": dataclasses.asdict(checks)})

@@ -1,0 +1,23 @@
+"""Operations tagged `problems`: the pages problem responses' `type` URIs name."""
+
+from __future__ import annotations
+
+import flask
+
+from taskapi.web import problem_types
+from taskapi.web.envelope import ok
+
+
+def get_problem_type(code: str) -> flask.Response:
+    # The spec's enum of codes has already refused any code that is not one of these.
+    problem = problem_types.BY_CODE[code]
+    return ok(
+        {
+            "type": problem.uri,
+            "code": problem.code,
+            "status": problem.status,
+            "title": problem.title,
+            "description": problem.description,
+        },
+        headers={"Cache-Control": "public, max-age=86400"},
+    )

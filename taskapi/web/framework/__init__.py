@@ -1,0 +1,1 @@
+"""Where TaskAPI overrides Connexion, Flask, Starlette or uvicorn internals (README.md here)."""

@@ -1,0 +1,207 @@
+"""ASGI middleware around Connexion's stack: CORS, security headers, HEAD, body size."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from connexion.exceptions import ProblemException
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taskapi.web import problem_types
+from taskapi.web.docs import DOCS_PREFIXES
+from taskapi.web.errors import problem_bytes
+from taskapi.web.framework.bridge import raw_headers
+from taskapi.web.problem_types import PROBLEM_JSON
+
+CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+CORS_HEADERS = (
+    "Origin",
+    "Content-Type",
+    "Authorization",
+    "If-Match",
+    "If-None-Match",
+    "Idempotency-Key",
+)
+CORS_EXPOSED = ("Location", "ETag", "Link", "Idempotent-Replayed", "Retry-After")
+CORS_MAX_AGE = 86400
+
+# JSON responses need no scripts, frames or anything else; Swagger UI (/ui/) does.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+class CORSMiddleware(StarletteCORSMiddleware):
+    """Starlette's CORS, answering preflights as the seed API does (204, no body)."""
+
+    def __init__(self, app: ASGIApp, allow_origins: Sequence[str]) -> None:
+        super().__init__(
+            app,
+            allow_origins=allow_origins,
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_HEADERS,
+            expose_headers=CORS_EXPOSED,
+            max_age=CORS_MAX_AGE,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or any(name == b"origin" for name, _ in scope["headers"]):
+            await super().__call__(scope, receive, send)
+            return
+        # Not a cross-origin request: Starlette would only add Origin to the response's Vary
+        # (so caches keep it apart from cross-origin answers); that, without its bookkeeping.
+
+        async def send_varying(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", [])
+                vary = [value for name, value in headers if name.lower() == b"vary"]
+                headers = [h for h in headers if h[0].lower() != b"vary"]
+                message["headers"] = [*headers, (b"vary", b", ".join([*vary, b"Origin"]))]
+            await send(message)
+
+        await self.app(scope, receive, send_varying)
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        headers = {
+            k: v
+            for k, v in response.headers.items()
+            if k.lower() not in ("content-length", "content-type")
+        }
+        if response.status_code == 200:
+            return Response(status_code=204, headers=headers)
+        detail = bytes(response.body).decode()
+        return Response(
+            problem_bytes(problem_types.for_status(400), detail),
+            400,
+            headers,
+            media_type=PROBLEM_JSON,
+        )
+
+
+# Every response gets these; API responses, unlike the docs pages (which set their own CSP),
+# also get the CSP, and no-store unless their handler chose a Cache-Control.
+DOCS_HEADERS = raw_headers(
+    [
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "no-referrer"),
+    ]
+)
+API_HEADERS = DOCS_HEADERS + raw_headers([("Content-Security-Policy", API_CSP)])
+NOT_CACHED = raw_headers([("Cache-Control", "no-store")])
+# Per kind of response (API or not): the headers added, and the names they replace.
+SECURITY_HEADERS = {
+    is_api: (added, {name for name, _ in added})
+    for is_api, added in ((True, API_HEADERS), (False, DOCS_HEADERS))
+}
+
+
+class SecurityHeadersMiddleware:
+    """Headers every response carries, errors included (OWASP REST Security Cheat Sheet).
+
+    They replace any of the same name the handler set, in one pass over the response's headers.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        is_api = not path.startswith(DOCS_PREFIXES)
+        added, names = SECURITY_HEADERS[is_api]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", ()) if h[0].lower() not in names]
+                if is_api and all(name.lower() != b"cache-control" for name, _ in headers):
+                    headers += NOT_CACHED
+                message["headers"] = headers + added
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class BodyLimitMiddleware:
+    """413 for request bodies over `max_bytes`, 408 for ones slower than `timeout` seconds.
+
+    Both before anything parses the body. A body that stops short of its Content-Length would
+    otherwise be waited for forever. Sits inside Connexion's exception middleware, so both
+    are problem responses; the 408 also closes the connection, whose unread rest is garbage.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            raise self._too_large()
+        if declared in (None, "0") and "transfer-encoding" not in headers:
+            await self.app(scope, receive, send)  # no body to wait for (RFC 9112 section 6.3)
+            return
+        received = 0
+        complete = False
+        deadline = asyncio.get_running_loop().time() + self.timeout
+
+        async def bounded_receive() -> Message:
+            nonlocal received, complete
+            if complete:  # the body is in; what follows (a disconnect) may take any time
+                return await receive()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), max(remaining, 0))
+            except TimeoutError:
+                raise self._too_slow() from None
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise self._too_large()
+            complete = not message.get("more_body", False)
+            return message
+
+        await self.app(scope, bounded_receive, send)
+
+    def _too_large(self) -> ProblemException:
+        return ProblemException(
+            status=413,
+            title="Content Too Large",
+            detail=f"request body: at most {self.max_bytes} bytes",
+        )
+
+    def _too_slow(self) -> ProblemException:
+        return ProblemException(
+            status=408,
+            title="Request Timeout",
+            detail=f"request body: did not arrive within {self.timeout:g} seconds",
+            headers={"Connection": "close"},
+        )
+
+
+class HeadAsGetMiddleware:
+    """HEAD is GET without the body (RFC 9110 section 9.3.2), for every GET operation."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)

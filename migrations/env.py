@@ -7,7 +7,8 @@ from sqlalchemy import Connection, Engine
 
 from taskapi.config import Settings
 from taskapi.storage.db import make_engine
-from taskapi.storage.schema import exists_on, metadata
+from taskapi.storage.migrate import exists_on
+from taskapi.storage.schema import metadata
 
 config = context.config
 

@@ -38,7 +38,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from taskapi.config import Settings
 from taskapi.domain.access_tokens import TokenCodec
 from taskapi.domain.passwords import PasswordHasher
-from taskapi.ops import housekeeping, lifecycle
+from taskapi.ops import housekeeping
 from taskapi.ops import metrics as metrics_module
 from taskapi.ops.metrics import Metrics
 from taskapi.ops.readiness import Readiness
@@ -46,16 +46,18 @@ from taskapi.resources import load_spec
 from taskapi.storage.db import Database
 from taskapi.web.caller import ServicesMiddleware
 from taskapi.web.docs import DocsMiddleware
-from taskapi.web.errors import register_error_handlers
+from taskapi.web.error_handlers import register_error_handlers
 from taskapi.web.framework.flask_app import FlaskApp
+from taskapi.web.framework.routing import ExactRoutingMiddleware
+from taskapi.web.framework.uvicorn import drain_on_sigterm
 from taskapi.web.framework.validators import (
     BodyValidator,
     ParamValidator,
     RequestValidationMiddleware,
 )
 from taskapi.web.middleware.admission import Admission, AdmissionMiddleware, default_slots
+from taskapi.web.middleware.body_limit import BodyLimitMiddleware
 from taskapi.web.middleware.headers import (
-    BodyLimitMiddleware,
     CORSMiddleware,
     HeadAsGetMiddleware,
     SecurityHeadersMiddleware,
@@ -63,13 +65,7 @@ from taskapi.web.middleware.headers import (
 from taskapi.web.middleware.observability import RequestMiddleware
 from taskapi.web.middleware.ratelimit import RateLimiter, RateLimitMiddleware
 from taskapi.web.policies import runs_on_thread
-from taskapi.web.routing import (
-    ExactRoutingMiddleware,
-    RoutedOnlyMiddleware,
-    Routes,
-    TagResolver,
-    spec_operations,
-)
+from taskapi.web.routing import RoutedOnlyMiddleware, Routes, TagResolver, spec_operations
 from taskapi.web.services import EXTENSION_KEY, Services
 
 
@@ -160,7 +156,7 @@ def create_app(settings: Settings | None = None) -> FlaskApp:
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
-        lifecycle.drain_on_sigterm(settings.shutdown_drain)
+        drain_on_sigterm(settings.shutdown_drain)
         with metrics_module.worker_process():
             async with housekeeping.periodically(db, settings.purge_interval):
                 yield

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
-from uvicorn.supervisors import ChangeReload, Multiprocess
+from uvicorn.supervisors import ChangeReload
 
 from taskapi.config import Settings
 from taskapi.ops.logs import log_config
 from taskapi.ops.metrics import MULTIPROC_ENV, multiprocess_registry, serve_metrics
-from taskapi.web.framework.uvicorn import ConnectionLimits, ServerConfig
+from taskapi.web.framework.uvicorn import ConnectionLimits, ServerConfig, Supervisor
 
 if TYPE_CHECKING:
     from taskapi.web.framework.flask_app import FlaskApp
@@ -119,22 +119,6 @@ def serving_app() -> FlaskApp:
     gc.collect()
     gc.freeze()
     return app
-
-
-class Supervisor(Multiprocess):
-    """uvicorn's supervisor of the worker processes, letting go of the socket on SIGTERM.
-
-    The workers were handed copies of the listening socket. Each keeps serving on its own
-    copy while it drains and closes it when it stops listening. If this process still held
-    its copy, the kernel would go on accepting connections that no process reads, to reset
-    them only when it exits, up to SHUTDOWN_GRACE_SECONDS later; without it, the last
-    worker to close its copy closes the socket, and new connections are refused at once.
-    """
-
-    def handle_term(self) -> None:
-        for sock in self.sockets:
-            sock.close()
-        super().handle_term()
 
 
 def _metrics_directory() -> tuple[Path, bool]:

@@ -196,3 +196,20 @@ def test_head_is_get_without_a_body(api):
     assert response.status_code == 200
     assert response.content == b""
     assert int(response.headers["content-length"]) > 0
+
+
+def test_every_domain_error_is_a_known_problem():
+    """Each error class names a problem type by its code; the web layer answers by it."""
+    from taskapi.app import create_app  # noqa: F401  # imports every module that defines one
+    from taskapi.domain.errors import DomainError
+    from taskapi.web.problem_types import BY_CODE
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    errors = [DomainError, *subclasses(DomainError)]
+    assert len(errors) > 10
+    for error in errors:
+        assert error.code in BY_CODE, error.__name__

@@ -11,8 +11,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from taskapi.storage.db import make_engine
-from taskapi.storage.migrate import alembic_config
-from taskapi.storage.schema import TASKS, exists_on, metadata, on_expressions
+from taskapi.storage.migrate import alembic_config, exists_on, on_expressions
+from taskapi.storage.schema import TASKS, metadata
 from tests.conftest import base_settings
 
 # SQLite's reflection skips indexes on expressions, and Alembic says so when it compares;

@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from taskapi.domain import tasks, users
+from taskapi.domain.errors import TaskNotFound
 from taskapi.storage.db import Database
 from taskapi.storage.schema import TASK_PRIORITIES, TASK_STATUSES
-from taskapi.web.errors import TaskNotFound
 from tests.conftest import services_of
 
 KEYS = list(product(TASK_STATUSES, TASK_PRIORITIES))

@@ -1,4 +1,4 @@
-"""What web/framework/validators.py adds to Connexion's validators: one test per behaviour."""
+"""What web/validation.py and web/framework/validators.py add to Connexion's validators."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from taskapi.web.framework.validators import validator_for
+from taskapi.web.validation import validator_for
 from tests.conftest import assert_problem
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import jwt
 from sqlalchemy import Connection, bindparam, delete, exists, insert, select
 
+from taskapi.domain.errors import InvalidToken
 from taskapi.storage.schema import REFRESH_TOKENS, REVOKED_ACCESS_TOKENS, USERS, utcnow
-from taskapi.web.errors import InvalidToken
 
 ACCESS_TOKEN_TTL = 15 * 60
 TOKEN_ALGORITHM = "HS256"

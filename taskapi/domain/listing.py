@@ -35,6 +35,8 @@ from sqlalchemy import (
 )
 
 from taskapi.domain import timestamps
+from taskapi.domain.errors import InvalidInput
+from taskapi.storage.rows import TaskView
 from taskapi.storage.schema import (
     DUE_DATE_KEY,
     NO_DUE_DATE,
@@ -44,9 +46,7 @@ from taskapi.storage.schema import (
     TASKS,
     TITLE_KEY,
     TITLE_MAX_LENGTH,
-    TaskView,
 )
-from taskapi.web.errors import InvalidInput
 
 SORTABLE = ("created_at", "updated_at", "due_date", "priority", "title")
 CURSOR_VERSION = 1

@@ -7,7 +7,7 @@ import unicodedata
 
 import bcrypt
 
-from taskapi.web.errors import InvalidInput
+from taskapi.domain.errors import InvalidInput
 
 BCRYPT_MAX_BYTES = 72
 

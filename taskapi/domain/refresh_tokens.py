@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Connection, case, insert, select, update
 
 from taskapi.domain import users
-from taskapi.storage.schema import REFRESH_TOKENS, UserView, utcnow
+from taskapi.storage.rows import UserView
+from taskapi.storage.schema import REFRESH_TOKENS, utcnow
 
 # Far longer than an access token lives (15 minutes), whatever the clocks of the servers.
 REVOKED_KEPT = timedelta(hours=1)

@@ -14,8 +14,8 @@ from datetime import timedelta
 from sqlalchemy import ColumnElement, Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from taskapi.domain.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 from taskapi.storage.schema import IDEMPOTENCY_KEYS, utcnow
-from taskapi.web.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 
 KEY_LIFETIME = timedelta(hours=24)
 # A request that held its key this long without finishing died with its process.

@@ -26,8 +26,9 @@ from sqlalchemy import (
     update,
 )
 
-from taskapi.storage.schema import TASK_PRIORITIES, TASK_STATUSES, TASKS, TaskView, utcnow
-from taskapi.web.errors import TaskChanged, TaskNotFound
+from taskapi.domain.errors import TaskChanged, TaskNotFound
+from taskapi.storage.rows import TaskView
+from taskapi.storage.schema import TASK_PRIORITIES, TASK_STATUSES, TASKS, utcnow
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from taskapi.storage.schema import USERS, UserView, utcnow
-from taskapi.web.errors import AccountGone, EmailTaken
+from taskapi.domain.errors import AccountGone, EmailTaken
+from taskapi.storage.rows import UserView
+from taskapi.storage.schema import USERS, utcnow
 
 
 def normalize_email(email: str) -> str:

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Table, delete, func, select, tuple_
 from taskapi.storage.db import Database
 from taskapi.storage.schema import IDEMPOTENCY_KEYS, REFRESH_TOKENS, REVOKED_ACCESS_TOKENS, utcnow
 
-log = logging.getLogger("taskapi.ops.housekeeping")
+log = logging.getLogger("taskapi.purge")
 
 BATCH = 5000
 # pg_try_advisory_xact_lock's key ("taskapi purge" in a 64-bit integer).

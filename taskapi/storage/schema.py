@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -106,18 +105,6 @@ USERS = Table(
 )
 
 
-class UserView(Protocol):
-    """An account as the domain hands it out: a row of `users`."""
-
-    id: int
-    email: str
-    password_hash: str
-    name: str
-    token_version: int
-    created_at: datetime
-    updated_at: datetime
-
-
 TASKS = Table(
     "tasks",
     metadata,
@@ -137,21 +124,6 @@ TASKS = Table(
     # A reused task id would match stale ETags (as for users).
     sqlite_autoincrement=True,
 )
-
-
-class TaskView(Protocol):
-    """A task as the domain hands it out: a row of `tasks`."""
-
-    id: int
-    user_id: int
-    title: str
-    description: str
-    status: str
-    priority: str
-    due_date: datetime | None
-    version: int
-    created_at: datetime
-    updated_at: datetime
 
 
 # One refresh token of a login session (a family); only its SHA-256 is kept.
@@ -215,35 +187,6 @@ def only_on(dialect: str, index: Index) -> Index:
     """`index`, created on `dialect` only, and compared with that dialect's schema only."""
     index.info["only_on"] = dialect
     return index.ddl_if(dialect=dialect)
-
-
-def on_expressions(index: Index) -> bool:
-    """Whether `index` covers an expression, not just columns (in either order)."""
-    return any(not isinstance(getattr(e, "element", e), Column) for e in index.expressions)
-
-
-def exists_on(dialect: str) -> Callable[..., bool]:
-    """An Alembic include_object filter: leaves out the indexes `dialect` does not create.
-
-    And the indexes on expressions: SQLite's reflection skips them, and how PostgreSQL spells
-    one back (a CASE over several lines, casts) defeats Alembic's comparison
-    (sqlalchemy/alembic#1321). tests/test_migrations.py compares them by the database's own
-    reading instead; autogenerate leaves a change to one for you to write.
-    """
-    expressions = {
-        index.name
-        for table in metadata.tables.values()
-        for index in table.indexes
-        if on_expressions(index)
-    }
-
-    def include(obj: object, name: str | None, type_: str, *_: object) -> bool:
-        if type_ != "index":
-            return True
-        info = getattr(obj, "info", None) or {}
-        return info.get("only_on", dialect) == dialect and name not in expressions
-
-    return include
 
 
 # The list's sort keys, spelled exactly as its ORDER BY spells them (taskapi/domain/listing.py): an

@@ -16,7 +16,7 @@ from connexion.exceptions import OAuthProblem
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from taskapi.domain import access_tokens
-from taskapi.web.errors import InvalidToken
+from taskapi.domain.errors import InvalidToken
 from taskapi.web.services import Services
 
 # Where ServicesMiddleware puts the app's services for code that runs before Flask.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from taskapi.domain.tasks import Precondition
-from taskapi.storage.schema import TaskView
+from taskapi.storage.rows import TaskView
 
 # Strong ETags of the form "<task id>-<version>"; versions are bounded to stay in BIGINT.
 _OURS = re.compile(r'"(\d{1,19})-(\d{1,18})"')

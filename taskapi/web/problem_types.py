@@ -1,4 +1,5 @@
-"""The kinds of problem TaskAPI answers with, each with a stable code and a page of its own.
+"""The kinds of problem TaskAPI answers with, each with a stable code and a page of its own, and
+how a problem document is written.
 
 Every problem response (RFC 9457) carries `type`, a relative URI the API itself answers
 (`/problems/email_taken`), and `code`, the same name for programs to switch on; `detail` stays
@@ -8,8 +9,10 @@ two agree.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Any
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "/problems/"
@@ -177,3 +180,23 @@ INTERNAL_ERROR = BY_CODE["internal_error"]
 def for_status(status: int) -> ProblemType:
     """The problem type for an error of `status` that names none of its own."""
     return BY_STATUS.get(status, INTERNAL_ERROR)
+
+
+def problem_body(
+    problem: ProblemType, detail: str | None = None, *, title: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    detail = detail or title or problem.title
+    return {
+        "type": problem.uri,
+        "code": problem.code,
+        "title": title or problem.title,
+        "status": problem.status,
+        "detail": detail,
+        "success": False,
+        "error": detail,
+        **extra,
+    }
+
+
+def problem_bytes(problem: ProblemType, detail: str | None = None, **extra: Any) -> bytes:
+    return json.dumps(problem_body(problem, detail, **extra), separators=(",", ":")).encode()

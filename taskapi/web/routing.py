@@ -4,8 +4,9 @@ TaskAPI answers the paths the spec defines, byte for byte. Connexion routes with
 which by default redirects `/api/v1/tasks/` to `/api/v1/tasks` (echoing the request's Host
 header in the redirect); and anything Connexion did not route still reached Flask, whose own
 router merges slashes (`//health` matched `/health`) and ran the handler without Connexion's
-security step. Here neither happens: Starlette's routers never redirect, and a request that
-no operation matched is a 404 before it reaches Flask.
+security step. Here neither happens: Starlette's routers never redirect
+(web/framework/routing.py), and a request that no operation matched is a 404 before it
+reaches Flask.
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from connexion.middleware.routing import RoutingMiddleware
 from connexion.resolver import Resolver
 from connexion.utils import get_function_from_name
 from starlette.exceptions import HTTPException
-from starlette.routing import Mount, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 # The OpenAPI path-item keys that are operations.
@@ -72,20 +71,6 @@ class Routes:
 
     def allow(self, path: str) -> str:
         return next((methods for rx, methods in self._routes if rx.match(path)), "")
-
-
-class ExactRoutingMiddleware(RoutingMiddleware):  # type: ignore[misc]
-    """Connexion's routing without Starlette's trailing-slash redirects."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        super().__init__(app)
-        self.router.redirect_slashes = False
-
-    def add_api(self, *args: Any, **kwargs: Any) -> None:
-        super().add_api(*args, **kwargs)
-        for route in self.router.routes:
-            if isinstance(route, Mount) and isinstance(route.app, Router):
-                route.app.redirect_slashes = False
 
 
 class RoutedOnlyMiddleware:

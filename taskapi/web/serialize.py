@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskapi.domain import timestamps
-from taskapi.storage.schema import TaskView, UserView
+from taskapi.storage.rows import TaskView, UserView
 
 
 def user_json(user: UserView) -> dict[str, Any]:

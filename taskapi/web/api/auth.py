@@ -10,10 +10,10 @@ from typing import Any
 import flask
 
 from taskapi.domain import access_tokens, refresh_tokens, users
-from taskapi.storage.schema import UserView
+from taskapi.domain.errors import InvalidCredentials, InvalidRefreshToken, WrongPassword
+from taskapi.storage.rows import UserView
 from taskapi.web import services
 from taskapi.web.envelope import empty, ok
-from taskapi.web.errors import InvalidCredentials, InvalidRefreshToken, WrongPassword
 from taskapi.web.serialize import user_json
 
 

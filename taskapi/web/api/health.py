@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 import flask
 
 from taskapi.domain import timestamps
-from taskapi.web import problem_types, services
+from taskapi.domain.errors import DomainError
+from taskapi.web import services
 from taskapi.web.envelope import json_response, ok
-from taskapi.web.errors import DomainError
 
 
 class NotReady(DomainError):
-    problem = problem_types.BY_CODE["not_ready"]
+    code = "not_ready"
 
 
 def get_health() -> flask.Response:

@@ -15,7 +15,7 @@ import flask
 from sqlalchemy import Connection
 
 from taskapi.domain import listing, tasks, timestamps
-from taskapi.storage.schema import TaskView
+from taskapi.storage.rows import TaskView
 from taskapi.web import conditional, idempotency, services
 from taskapi.web.envelope import empty, ok
 from taskapi.web.serialize import task_json

@@ -1,6 +1,6 @@
-"""uvicorn's httptools protocol, with bounds on what a client holds before the app sees it.
+"""uvicorn, subclassed: bounds on what a client holds, the supervisor's socket, the drain.
 
-uvicorn's httptools protocol buffers a request line and its headers without limit and waits
+1. uvicorn's httptools protocol buffers a request line and its headers without limit and waits
 for them without a deadline, and keeps every connection it accepts: ten clients sending 40 MB
 headers took a server from 167 to 502 MB, and a connection that sends half a header block (or
 nothing) is kept until the client goes. Here, per connection:
@@ -13,24 +13,33 @@ nothing) is kept until the client goes. Here, per connection:
 - a worker holds at most `max_connections` connections: the ones beyond get a 503 and are
   closed at once, before they can cost anything.
 
-Each refusal is a problem document (RFC 9457) like every other error of the API, written
-straight to the socket: the request never reaches the app.
+   Each refusal is a problem document (RFC 9457) like every other error of the API, written
+   straight to the socket: the request never reaches the app.
+2. `Supervisor`: uvicorn's supervisor of worker processes, letting go of the listening socket
+   on SIGTERM.
+3. `drain_on_sigterm`: SHUTDOWN_DRAIN_SECONDS of serving with /ready at 503 before uvicorn's
+   own SIGTERM handler stops the server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors import Multiprocess
 
+from taskapi.ops import lifecycle
 from taskapi.web import problem_types
-from taskapi.web.errors import problem_bytes
+from taskapi.web.problem_types import problem_bytes
 
 log = logging.getLogger("taskapi.server")
+drain_log = logging.getLogger("taskapi.lifecycle")
 
 HEADERS_END = b"\r\n\r\n"
 # How long a refused connection is kept open for its answer to reach the client.
@@ -192,3 +201,39 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
 class _Refused(Exception):
     """Stops the parser after a refusal (uvicorn reads it as a parser error)."""
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's supervisor of the worker processes, letting go of the socket on SIGTERM.
+
+    The workers were handed copies of the listening socket. Each keeps serving on its own
+    copy while it drains and closes it when it stops listening. If this process still held
+    its copy, the kernel would go on accepting connections that no process reads, to reset
+    them only when it exits, up to SHUTDOWN_GRACE_SECONDS later; without it, the last
+    worker to close its copy closes the socket, and new connections are refused at once.
+    """
+
+    def handle_term(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        super().handle_term()
+
+
+def drain_on_sigterm(seconds: float) -> None:
+    """Put the drain (ops/lifecycle.py) in front of the running server's SIGTERM handler,
+    uvicorn's, which would stop at once."""
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        return  # no drain asked for, or not the process's server (a test client)
+    stop = signal.getsignal(signal.SIGTERM)
+    if not callable(stop):
+        return
+    loop = asyncio.get_running_loop()
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if lifecycle.draining():
+            return
+        lifecycle.begin_draining()
+        drain_log.info("SIGTERM: draining for %gs before stopping", seconds)
+        loop.call_soon_threadsafe(loop.call_later, seconds, stop, signum, None)
+
+    signal.signal(signal.SIGTERM, on_sigterm)

@@ -18,15 +18,14 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from taskapi.web import problem_types
-from taskapi.web.errors import DomainError
+from taskapi.domain.errors import DomainError
 from taskapi.web.policies import policy_of
 
 RETRY_AFTER_SECONDS = "1"
 
 
 class Overloaded(DomainError):
-    problem = problem_types.BY_CODE["overloaded"]
+    code = "overloaded"
     message = "the server is busy checking passwords; retry shortly"
 
     def __init__(self) -> None:

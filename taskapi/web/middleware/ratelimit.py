@@ -45,14 +45,13 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskapi.config import parse_limits
+from taskapi.domain.errors import DomainError
 from taskapi.domain.users import normalize_email
-from taskapi.web import problem_types
-from taskapi.web.errors import DomainError
 from taskapi.web.middleware.ratelimit_windows import LocalWindows, RedisWindows, reset_at
 from taskapi.web.policies import policy_of
 from taskapi.web.routing import operation_id
 
-log = logging.getLogger("taskapi.web.middleware.ratelimit")
+log = logging.getLogger("taskapi.ratelimit")
 
 FALLBACK_SECONDS = 30.0
 # Where a request's tightest budget waits, in the scope's extensions, for its response.
@@ -61,7 +60,7 @@ CONTEXT = "connexion_context"
 
 
 class RateLimited(DomainError):
-    problem = problem_types.BY_CODE["rate_limited"]
+    code = "rate_limited"
     message = "Too many requests; retry later"
 
 

@@ -1,21 +1,21 @@
-"""Domain errors, and how every error becomes an RFC 9457 problem response.
+"""How every exception becomes an RFC 9457 problem response (web/problem_types.py renders it).
 
-Every error body is `application/problem+json` with `type` (a page of taskapi/web/problem_types.py),
-`code`, `title`, `status` and `detail`, plus the seed API's `"success": false` and `"error"`
-(the same message as `detail`).
+Every error body is `application/problem+json` with `type` (a page the API serves), `code`,
+`title`, `status` and `detail`, plus the seed API's `"success": false` and `"error"` (the same
+message as `detail`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
 
+from taskapi.domain.errors import DomainError, InvalidInput
 from taskapi.web import problem_types
-from taskapi.web.problem_types import PROBLEM_JSON, ProblemType
+from taskapi.web.problem_types import PROBLEM_JSON, ProblemType, problem_bytes
 
 if TYPE_CHECKING:
     from taskapi.web.routing import Routes
@@ -23,104 +23,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("taskapi")
 
 RETRY_AFTER_SECONDS = "5"
-
-
-class DomainError(Exception):
-    """A rule of the API was broken; `problem` says which kind of problem it is."""
-
-    problem = problem_types.BY_CODE["validation_failed"]
-    message = "Bad Request"
-
-    def __init__(
-        self, detail: str | None = None, *, headers: Mapping[str, str] | None = None
-    ) -> None:
-        self.detail = detail or self.message
-        super().__init__(self.detail)
-        self.headers = dict(headers or {})
-        # More members of the problem body (RFC 9457 extensions), beside `errors`.
-        self.extra: dict[str, Any] = {}
-
-    @property
-    def status(self) -> int:
-        return self.problem.status
-
-
-class InvalidInput(DomainError):
-    """A field breaks a rule the spec cannot express; reported like a validation error."""
-
-    def __init__(self, field: str, rule: str) -> None:
-        super().__init__(f"{field}: {rule}")
-        self.field = field
-        self.rule = rule
-
-
-class InvalidToken(DomainError):
-    problem = problem_types.BY_CODE["invalid_token"]
-    message = "Invalid or expired token"
-
-
-class AccountGone(InvalidToken):
-    """The account a valid token spoke for was deleted."""
-
-
-class InvalidCredentials(DomainError):
-    problem = problem_types.BY_CODE["invalid_credentials"]
-    message = "Invalid credentials"
-
-
-class InvalidRefreshToken(DomainError):
-    problem = problem_types.BY_CODE["invalid_refresh_token"]
-    message = "Invalid or expired refresh token"
-
-
-class WrongPassword(DomainError):
-    problem = problem_types.BY_CODE["wrong_password"]
-    message = "password does not match"
-
-
-class TaskNotFound(DomainError):
-    problem = problem_types.BY_CODE["task_not_found"]
-    message = "Task not found"
-
-
-class EmailTaken(DomainError):
-    problem = problem_types.BY_CODE["email_taken"]
-    message = "Email already registered"
-
-
-class IdempotencyKeyInUse(DomainError):
-    problem = problem_types.BY_CODE["idempotency_key_in_use"]
-    message = "A request with this Idempotency-Key is still in progress; retry later"
-
-
-class IdempotencyKeyReused(DomainError):
-    problem = problem_types.BY_CODE["idempotency_key_reused"]
-    message = "This Idempotency-Key was used with a different request body"
-
-
-class TaskChanged(DomainError):
-    problem = problem_types.BY_CODE["task_changed"]
-    message = "Task has changed since that ETag; fetch it again"
-
-
-def problem_body(
-    problem: ProblemType, detail: str | None = None, *, title: str | None = None, **extra: Any
-) -> dict[str, Any]:
-    detail = detail or title or problem.title
-    return {
-        "type": problem.uri,
-        "code": problem.code,
-        "title": title or problem.title,
-        "status": problem.status,
-        "detail": detail,
-        "success": False,
-        "error": detail,
-        **extra,
-    }
-
-
-def problem_bytes(problem: ProblemType, detail: str | None = None, **extra: Any) -> bytes:
-    return json.dumps(problem_body(problem, detail, **extra), separators=(",", ":")).encode()
 
 
 def register_error_handlers(app: Any, routes: Routes) -> None:
@@ -173,7 +75,8 @@ def register_error_handlers(app: Any, routes: Routes) -> None:
         extra = dict(exc.extra)
         if isinstance(exc, InvalidInput):
             extra["errors"] = [{"field": exc.field, "message": exc.rule}]
-        return respond(request, exc.problem, exc.detail, exc.headers, extra=extra)
+        problem = problem_types.BY_CODE[exc.code]
+        return respond(request, problem, exc.detail, exc.headers, extra=extra)
 
     def on_bad_encoding(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         return respond(request, problem_types.for_status(400), "request body: is not valid UTF-8")

@@ -44,10 +44,11 @@ from taskapi.ops.metrics import Metrics
 from taskapi.ops.readiness import Readiness
 from taskapi.resources import load_spec
 from taskapi.storage.db import Database
-from taskapi.web.caller import ServicesMiddleware
+from taskapi.web import context
+from taskapi.web.context import Services
 from taskapi.web.docs import DocsMiddleware
 from taskapi.web.error_handlers import register_error_handlers
-from taskapi.web.framework.flask_app import FlaskApp
+from taskapi.web.framework.flask_app import BridgedFlaskApp
 from taskapi.web.framework.routing import ExactRoutingMiddleware
 from taskapi.web.framework.uvicorn import drain_on_sigterm
 from taskapi.web.framework.validators import (
@@ -64,16 +65,13 @@ from taskapi.web.middleware.headers import (
 )
 from taskapi.web.middleware.observability import RequestMiddleware
 from taskapi.web.middleware.ratelimit import RateLimiter, RateLimitMiddleware
-from taskapi.web.policies import runs_on_thread
 from taskapi.web.routing import RoutedOnlyMiddleware, Routes, TagResolver, spec_operations
-from taskapi.web.services import EXTENSION_KEY, Services
 
 
 def middleware_stack(
     settings: Settings,
     spec: dict[str, Any],
     *,
-    metrics: Metrics,
     services: Services,
     limiter: RateLimiter,
     admission: Admission,
@@ -88,7 +86,7 @@ def middleware_stack(
     return [
         partial(
             RequestMiddleware,
-            metrics=metrics,
+            services=services,
             access_log=settings.access_log,
             templates=templates,
         ),
@@ -107,7 +105,6 @@ def middleware_stack(
         ),
         DocsMiddleware,
         ExactRoutingMiddleware,
-        partial(ServicesMiddleware, services=services),
         SecurityMiddleware,
         *([partial(RateLimitMiddleware, limiter=limiter)] if settings.rate_limit_enabled else []),
         RequestValidationMiddleware,
@@ -119,7 +116,13 @@ def middleware_stack(
     ]
 
 
-def create_app(settings: Settings | None = None) -> FlaskApp:
+class TaskAPI(BridgedFlaskApp):
+    """The ASGI app create_app builds, and the services it runs on (for tests and tools)."""
+
+    services: Services
+
+
+def create_app(settings: Settings | None = None) -> TaskAPI:
     """A TaskAPI ASGI app for `settings` (default: from the environment)."""
     settings = settings or Settings.from_env()
     spec = load_spec()
@@ -164,14 +167,13 @@ def create_app(settings: Settings | None = None) -> FlaskApp:
             await limiter.close()
             services.close()
 
-    app = FlaskApp(
+    app = TaskAPI(
         __name__,
-        offload=runs_on_thread,
+        offload=context.runs_on_thread,
         lifespan=lifespan,
         middlewares=middleware_stack(
             settings,
             spec,
-            metrics=metrics,
             services=services,
             limiter=limiter,
             admission=admission,
@@ -179,7 +181,7 @@ def create_app(settings: Settings | None = None) -> FlaskApp:
         # taskapi/web/docs serves the spec as written and the docs pages instead.
         swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui=False),
     )
-    app.app.extensions[EXTENSION_KEY] = services
+    app.services = services
     app.add_api(
         spec,
         resolver=TagResolver(spec),

@@ -32,7 +32,7 @@ from taskapi.ops.metrics import MULTIPROC_ENV, multiprocess_registry, serve_metr
 from taskapi.web.framework.uvicorn import ConnectionLimits, ServerConfig, Supervisor
 
 if TYPE_CHECKING:
-    from taskapi.web.framework.flask_app import FlaskApp
+    from taskapi.app import TaskAPI
 
 log = logging.getLogger("taskapi.server")
 
@@ -104,7 +104,7 @@ def serve(
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def serving_app() -> FlaskApp:
+def serving_app() -> TaskAPI:
     """create_app() in a server process, with what it built set aside for good.
 
     The app's objects (the spec and its resolved copies, validators, routes, SQLAlchemy's

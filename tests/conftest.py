@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from taskapi.app import create_app
 from taskapi.config import Settings
 from taskapi.storage import migrate
-from taskapi.web.services import EXTENSION_KEY, Services
+from taskapi.web.context import Services
 
 DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -150,7 +150,7 @@ def settings(database_url: str) -> Settings:
 
 def services_of(app: Any) -> Services:
     """What an app built by create_app runs on: its settings, database, metrics..."""
-    services: Services = app.app.extensions[EXTENSION_KEY]
+    services: Services = app.services
     return services
 
 

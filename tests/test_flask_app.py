@@ -11,7 +11,7 @@ import werkzeug.routing
 from connexion.resolver import Resolver
 
 from taskapi.web.framework import flask_app
-from taskapi.web.framework.flask_app import FlaskApp
+from taskapi.web.framework.flask_app import BridgedFlaskApp
 
 SPEC: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -104,7 +104,7 @@ def stock_app() -> Any:
 
 def our_app() -> Any:
     # A coroutine handler runs to completion with asgiref, which needs a thread of its own.
-    app = FlaskApp(__name__, offload=lambda scope: scope["path"] == "/slow")
+    app = BridgedFlaskApp(__name__, offload=lambda scope: scope["path"] == "/slow")
     app.add_api(SPEC, resolver=Resolver(function_resolver=HANDLERS.__getitem__))
     return app
 

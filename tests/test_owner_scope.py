@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from taskapi.domain.listing import SORTABLE
 from taskapi.resources import load_spec
 from taskapi.storage.db import Database
+from taskapi.web.context import Services
 from taskapi.web.routing import spec_operations
-from taskapi.web.services import Services
 
 SCOPED_TABLES = ("tasks", "task_counts", "idempotency_keys")
 TABLE_REFERENCE = re.compile(r'\b(?:FROM|JOIN|UPDATE|INTO)\s+"?(\w+)"?', re.I)

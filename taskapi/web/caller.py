@@ -13,19 +13,15 @@ from typing import Any
 
 import jwt
 from connexion.exceptions import OAuthProblem
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from taskapi.domain import access_tokens
 from taskapi.domain.errors import InvalidToken
-from taskapi.web.services import Services
-
-# Where ServicesMiddleware puts the app's services for code that runs before Flask.
-SCOPE_KEY = "taskapi.services"
+from taskapi.web import context
 
 
 def bearer_info(token: str, request: Any) -> dict[str, Any]:
     """Connexion's x-bearerInfoFunc: the token's claims, with `sub` as the vouched owner id."""
-    services: Services = request.scope[SCOPE_KEY]
+    services = context.of(request.scope).services
     try:
         claims = services.token_codec.decode(token)
     except jwt.InvalidTokenError:
@@ -33,15 +29,3 @@ def bearer_info(token: str, request: Any) -> dict[str, Any]:
     with services.db.reading() as c:
         owner = access_tokens.owner_of(c, claims)
     return {**claims, "sub": owner}
-
-
-class ServicesMiddleware:
-    """Gives code that runs before Flask (bearer_info, the rate limiter) the app's services."""
-
-    def __init__(self, app: ASGIApp, services: Services) -> None:
-        self.app = app
-        self.services = services
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope[SCOPE_KEY] = self.services
-        await self.app(scope, receive, send)

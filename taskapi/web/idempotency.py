@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 
 from taskapi.domain import stored_responses
 from taskapi.domain.stored_responses import StoredResponse
-from taskapi.web import services
+from taskapi.web import context
 
 REPLAYED_HEADERS = ("Location", "ETag")
 
@@ -30,7 +30,7 @@ def run(
     Without a key, `work` that writes with `one_statement` runs as a single write
     (db.Database.single_write): atomic by itself, with no BEGIN and COMMIT round trips.
     """
-    db = services.current().db
+    db = context.services().db
     key = flask.request.headers.get("Idempotency-Key")
     if key is None:
         with db.single_write() if one_statement else db.transaction() as s:

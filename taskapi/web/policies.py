@@ -33,7 +33,6 @@ from urllib.parse import parse_qsl
 from starlette.types import Scope
 
 from taskapi.domain.listing import COUNTED_FILTERS
-from taskapi.web.routing import operation_id
 
 Budget = Literal["default", "auth", "none"]
 
@@ -46,6 +45,10 @@ class Policy:
     rate_limit: Budget = "default"
     per_email: bool = False
     per_session: bool = False
+
+    def runs_on_thread(self, scope: Scope) -> bool:
+        """Whether the request `scope` of this operation runs on a thread."""
+        return self.on_thread or (self.heavy is not None and self.heavy(scope))
 
 
 # Offsets up to this many rows are read off an index range in a few milliseconds.
@@ -96,16 +99,3 @@ POLICIES: dict[str, Policy] = {
     "patchTask": LOOP,
     "deleteTask": LOOP,
 }
-
-
-def policy_of(scope: Scope) -> Policy | None:
-    """The policy of the operation Connexion routed `scope` to (None: not an operation)."""
-    operation = operation_id(scope)
-    return None if operation is None else POLICIES[operation]
-
-
-def runs_on_thread(scope: Scope) -> bool:
-    policy = policy_of(scope)
-    if policy is None:
-        return False
-    return policy.on_thread or (policy.heavy is not None and policy.heavy(scope))

@@ -20,15 +20,10 @@ from connexion.utils import get_function_from_name
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from taskapi.web import context
+
 # The OpenAPI path-item keys that are operations.
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
-ROUTING_CONTEXT = "connexion_routing"
-
-
-def operation_id(scope: Scope) -> str | None:
-    """The operationId Connexion routed `scope` to, or None."""
-    routed: Mapping[str, Any] = scope.get("extensions", {}).get(ROUTING_CONTEXT, {})
-    return routed.get("operation_id")
 
 
 def spec_operations(spec: Mapping[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]]:
@@ -80,6 +75,6 @@ class RoutedOnlyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and operation_id(scope) is None:
+        if scope["type"] == "http" and context.operation_id(scope) is None:
             raise HTTPException(404)
         await self.app(scope, receive, send)

@@ -12,13 +12,13 @@ import flask
 from taskapi.domain import access_tokens, refresh_tokens, users
 from taskapi.domain.errors import InvalidCredentials, InvalidRefreshToken, WrongPassword
 from taskapi.storage.rows import UserView
-from taskapi.web import services
+from taskapi.web import context
 from taskapi.web.envelope import empty, ok
 from taskapi.web.serialize import user_json
 
 
 def register(body: dict[str, Any]) -> flask.Response:
-    app = services.current()
+    app = context.services()
     # Hash before the transaction: bcrypt takes ~0.3 s and must not hold a pooled connection.
     password_hash = app.passwords.hash(body["password"])
     with app.db.transaction() as s:
@@ -29,7 +29,7 @@ def register(body: dict[str, Any]) -> flask.Response:
 
 
 def login(body: dict[str, Any]) -> flask.Response:
-    app = services.current()
+    app = context.services()
     with app.db.reading() as c:
         user = users.find_by_email(c, body["email"])
     # Unknown email, wrong password and a password too long for bcrypt all cost one bcrypt
@@ -44,7 +44,7 @@ def login(body: dict[str, Any]) -> flask.Response:
 
 
 def refresh_token(body: dict[str, Any]) -> flask.Response:
-    app = services.current()
+    app = context.services()
     with app.db.transaction() as s:
         rotated = refresh_tokens.rotate(
             s, body["refresh_token"], ttl=app.settings.refresh_token_ttl
@@ -56,26 +56,26 @@ def refresh_token(body: dict[str, Any]) -> flask.Response:
 
 
 def logout(body: dict[str, Any], user: int, token_info: dict[str, Any]) -> flask.Response:
-    with services.current().db.transaction() as s:
+    with context.services().db.transaction() as s:
         refresh_tokens.revoke_presented(s, body["refresh_token"], user_id=user)
         access_tokens.deny(s, token_info)
     return empty(204)
 
 
 def get_me(user: int) -> flask.Response:
-    with services.current().db.reading() as c:
+    with context.services().db.reading() as c:
         account = users.get(c, user)
     return ok(user_json(account))
 
 
 def update_me(body: dict[str, Any], user: int) -> flask.Response:
-    with services.current().db.transaction() as s:
+    with context.services().db.transaction() as s:
         account = users.rename(s, user, name=body["name"]) if "name" in body else users.get(s, user)
     return ok(user_json(account))
 
 
 def change_password(body: dict[str, Any], user: int) -> flask.Response:
-    app = services.current()
+    app = context.services()
     _check_password(user, body["current_password"])
     password_hash = app.passwords.hash(body["new_password"], field="new_password")
     with app.db.transaction() as s:
@@ -88,14 +88,14 @@ def change_password(body: dict[str, Any], user: int) -> flask.Response:
 
 def delete_me(body: dict[str, Any], user: int) -> flask.Response:
     _check_password(user, body["password"])
-    with services.current().db.transaction() as s:
+    with context.services().db.transaction() as s:
         users.remove(s, user)
     return empty(204)
 
 
 def _check_password(user: int, password: str) -> None:
     """Raises WrongPassword unless `password` is the account's."""
-    app = services.current()
+    app = context.services()
     with app.db.reading() as c:
         account = users.get(c, user)
     # bcrypt after the connection is back in the pool, so none waits on it.
@@ -104,7 +104,7 @@ def _check_password(user: int, password: str) -> None:
 
 
 def _session(user: UserView, issued: refresh_tokens.Issued) -> dict[str, Any]:
-    access = services.current().token_codec.issue(
+    access = context.services().token_codec.issue(
         user_id=user.id, email=user.email, version=user.token_version, session=issued.session
     )
     return {

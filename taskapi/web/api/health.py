@@ -9,7 +9,7 @@ import flask
 
 from taskapi.domain import timestamps
 from taskapi.domain.errors import DomainError
-from taskapi.web import services
+from taskapi.web import context
 from taskapi.web.envelope import json_response, ok
 
 
@@ -25,7 +25,7 @@ def get_health() -> flask.Response:
 
 def get_readiness() -> flask.Response:
     """Readiness: the database (and Redis) answer and the process is not draining."""
-    checks = services.current().readiness.check()
+    checks = context.services().readiness.check()
     if not checks.ready:
         error = NotReady("not ready: " + ", ".join(checks.failing))
         error.extra = {"checks": dataclasses.asdict(checks)}

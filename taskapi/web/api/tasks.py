@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from taskapi.domain import listing, tasks, timestamps
 from taskapi.storage.rows import TaskView
-from taskapi.web import conditional, idempotency, services
+from taskapi.web import conditional, context, idempotency
 from taskapi.web.envelope import empty, ok
 from taskapi.web.serialize import task_json
 
@@ -82,7 +82,7 @@ def list_tasks(user: int, **params: Any) -> flask.Response:
         limit=params["limit"],
         cursor=params.get("cursor"),
     )
-    with services.current().db.reading() as c:
+    with context.services().db.reading() as c:
         page = listing.list_owned(c, owner_id=user, query=query)
     meta: dict[str, Any] = {"limit": query.limit, "next_cursor": page.next_cursor}
     if page.total is not None:
@@ -113,7 +113,7 @@ def _link_header(query: listing.ListQuery, meta: dict[str, Any]) -> str:
 
 
 def get_task_stats(user: int) -> flask.Response:
-    with services.current().db.reading() as c:
+    with context.services().db.reading() as c:
         counts = tasks.stats(c, owner_id=user, now=datetime.now(UTC))
     return ok(
         {
@@ -126,7 +126,7 @@ def get_task_stats(user: int) -> flask.Response:
 
 
 def get_task(id: int, user: int) -> flask.Response:
-    with services.current().db.reading() as c:
+    with context.services().db.reading() as c:
         task = tasks.read_owned(c, owner_id=user, task_id=id)
     tag = conditional.etag(task)
     if conditional.none_match(flask.request.headers.get("If-None-Match"), tag):
@@ -138,7 +138,7 @@ def get_task(id: int, user: int) -> flask.Response:
 
 
 def update_task(id: int, body: dict[str, Any], user: int) -> flask.Response:
-    with services.current().db.single_write() as s:
+    with context.services().db.single_write() as s:
         task = tasks.replace(
             s, owner_id=user, task_id=id, fields=_fields(body), precondition=_if_match(id)
         )
@@ -150,7 +150,7 @@ def patch_task(id: int, body: dict[str, Any], user: int) -> flask.Response:
     changes = {k: body[k] for k in WRITABLE if k in body}
     if "due_date" in changes:
         changes["due_date"] = _date(changes["due_date"])
-    with services.current().db.single_write() as s:
+    with context.services().db.single_write() as s:
         task = tasks.patch(
             s, owner_id=user, task_id=id, changes=changes, precondition=_if_match(id)
         )
@@ -158,6 +158,6 @@ def patch_task(id: int, body: dict[str, Any], user: int) -> flask.Response:
 
 
 def delete_task(id: int, user: int) -> flask.Response:
-    with services.current().db.single_write() as s:
+    with context.services().db.single_write() as s:
         tasks.remove(s, owner_id=user, task_id=id, precondition=_if_match(id))
     return ok(DELETED)

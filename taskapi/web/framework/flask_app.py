@@ -46,8 +46,8 @@ from connexion.utils import inspect_function_arguments
 from starlette.types import Scope
 from werkzeug.routing import MapAdapter, Rule
 
+from taskapi.web import context
 from taskapi.web.framework.bridge import WSGIBridge
-from taskapi.web.routing import operation_id
 
 FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -201,7 +201,7 @@ class RoutedFlask(flask.Flask):
 
     def _routed_rule(self, environ: dict[str, Any]) -> Rule | None:
         scope = environ.get("asgi.scope")
-        routed = operation_id(scope) if scope is not None else None
+        routed = context.operation_id(scope) if scope is not None else None
         if routed is None:
             return None
         if self._rules is None:  # the URL map is complete once the first request arrives
@@ -242,7 +242,7 @@ class BridgedFlaskASGIApp(FlaskASGIApp):  # type: ignore[misc]
         return api
 
 
-class FlaskApp(connexion.FlaskApp):  # type: ignore[misc]
+class BridgedFlaskApp(connexion.FlaskApp):  # type: ignore[misc]
     """connexion.FlaskApp on a WSGIBridge; `offload(scope)` picks the requests run on a thread."""
 
     def __init__(

@@ -19,7 +19,7 @@ from pathlib import Path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from taskapi.domain.errors import DomainError
-from taskapi.web.policies import policy_of
+from taskapi.web import context
 
 RETRY_AFTER_SECONDS = "1"
 
@@ -115,7 +115,7 @@ class AdmissionMiddleware:
         self.admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        policy = policy_of(scope) if scope["type"] == "http" else None
+        policy = context.policy(scope) if scope["type"] == "http" else None
         if policy is None or not policy.bcrypt:
             await self.app(scope, receive, send)
             return

@@ -18,16 +18,14 @@ import random
 import re
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from prometheus_client.metrics import Counter, Histogram
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskapi.ops.logs import REQUEST_ID
-from taskapi.ops.metrics import Metrics
-from taskapi.web.middleware.ratelimit import BUDGET_KEY
-from taskapi.web.routing import operation_id
+from taskapi.web import context
+from taskapi.web.context import Services
 
 access = logging.getLogger("taskapi.access")
 
@@ -42,12 +40,13 @@ class RequestMiddleware:
         self,
         app: ASGIApp,
         *,
-        metrics: Metrics,
+        services: Services,
         access_log: bool,
         templates: Mapping[str, str],
     ) -> None:
         self.app = app
-        self.metrics = metrics
+        self.services = services
+        self.metrics = services.metrics
         self.access_log = access_log
         self.templates = templates
         # The metric children by (operationId, status): prometheus_client's labels() takes a
@@ -64,8 +63,7 @@ class RequestMiddleware:
             given if CLIENT_REQUEST_ID.fullmatch(given) else f"{random.getrandbits(128):032x}"
         )
         token = REQUEST_ID.set(request_id)
-        # Routing and security write into this dict; sharing it lets us read them afterwards.
-        extensions = scope.setdefault("extensions", {})
+        request = context.begin(scope, self.services)
         started = time.perf_counter()
         status = 500
 
@@ -75,21 +73,20 @@ class RequestMiddleware:
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers.append("X-Request-ID", request_id)  # nothing inside sets it
-                budget = extensions.get(BUDGET_KEY)
-                if budget is not None:
-                    headers.update(budget.headers())
+                if request.budget is not None:
+                    headers.update(request.budget.headers())
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            operation = operation_id(scope) or UNROUTED
+            operation = context.operation_id(scope) or UNROUTED
             requests, latency = self._metrics_of(operation, str(status))
             requests.inc()
             latency.observe(elapsed)
             if self.access_log:
-                self._log(scope, operation, status, elapsed, extensions)
+                self._log(scope, operation, status, elapsed)
             REQUEST_ID.reset(token)
 
     def _metrics_of(self, operation: str, status: str) -> tuple[Counter, Histogram]:
@@ -102,11 +99,10 @@ class RequestMiddleware:
             self._children[(operation, status)] = children
         return children
 
-    def _log(
-        self, scope: Scope, operation: str, status: int, elapsed: float, extensions: dict[str, Any]
-    ) -> None:
+    def _log(self, scope: Scope, operation: str, status: int, elapsed: float) -> None:
         path = self.templates.get(operation, "-")
-        user = extensions.get("connexion_context", {}).get("user")
+        caller = context.caller(scope)
+        user = caller.user if caller is not None else None
         client = scope.get("client")
         access.info(
             "%s %s %d %.1fms",

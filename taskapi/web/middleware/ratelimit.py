@@ -47,16 +47,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from taskapi.config import parse_limits
 from taskapi.domain.errors import DomainError
 from taskapi.domain.users import normalize_email
+from taskapi.web import context
 from taskapi.web.middleware.ratelimit_windows import LocalWindows, RedisWindows, reset_at
-from taskapi.web.policies import policy_of
-from taskapi.web.routing import operation_id
 
 log = logging.getLogger("taskapi.ratelimit")
 
 FALLBACK_SECONDS = 30.0
-# Where a request's tightest budget waits, in the scope's extensions, for its response.
-BUDGET_KEY = "taskapi.rate_limit"
-CONTEXT = "connexion_context"
 
 
 class RateLimited(DomainError):
@@ -208,31 +204,29 @@ class RateLimitMiddleware:
         self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        policy = policy_of(scope) if scope["type"] == "http" else None
+        policy = context.policy(scope) if scope["type"] == "http" else None
         if policy is None or policy.rate_limit == "none":
             await self.app(scope, receive, send)
             return
         counts: list[tuple[str, Sequence[RateLimitItem], str]] = []
         client = client_ip(scope)
-        caller = scope.get("extensions", {}).get(CONTEXT, {})
+        caller = context.caller(scope)
         slowed_email = None
         if policy.rate_limit == "auth":
             counts.append(("auth", self.limiter.auth, f"auth:{client}"))
             if policy.per_email:
                 receive, email = await _email_in_body(receive)
                 if email:
-                    operation = operation_id(scope)
+                    operation = context.operation_id(scope)
                     key = f"{operation}:{client}:{email}"
                     counts.append(("auth_email", self.limiter.auth_email, key))
                     slowed_email = email if operation == "login" else None
-            if policy.per_session:
-                claims = caller.get("token_info", {})
-                session = claims.get("sid") or claims.get("jti")
-                key = f"password:{caller.get('user')}:{session}"
+            if policy.per_session and caller is not None:
+                session = caller.claims.get("sid") or caller.claims.get("jti")
+                key = f"password:{caller.user}:{session}"
                 counts.append(("auth_email", self.limiter.auth_email, key))
         elif self.limiter.default:
-            user = caller.get("user")
-            key = f"user:{user}" if user is not None else f"ip:{client}"
+            key = f"user:{caller.user}" if caller is not None else f"ip:{client}"
             counts.append(("default", self.limiter.default, key))
         budgets = [
             await self.limiter.count(budget, items, key) for budget, items, key in counts if items
@@ -243,7 +237,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         # For the response, error or not: RequestMiddleware (outermost) writes the headers.
-        scope["extensions"][BUDGET_KEY] = min(budgets, key=lambda b: b.remaining)
+        context.of(scope).budget = min(budgets, key=lambda b: b.remaining)
         await self.app(scope, receive, send)
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
 import sys
 from collections.abc import Sequence
 
 from taskapi import __version__, config
 from taskapi.config import ConfigError, Settings
-from taskapi.resources import load_spec, spec_path
 
 # Alembic and the server are imported where they are used: uvicorn's workers import this
 # module again (multiprocessing's spawn re-imports the main module), and a worker needs neither.
@@ -18,11 +18,12 @@ from taskapi.resources import load_spec, spec_path
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from taskapi.server import serve
-    from taskapi.storage import migrate
 
     if settings.is_sqlite:
-        # The embedded default needs no setup: bring its schema up to date first.
-        migrate.upgrade(settings)
+        # The embedded default needs no setup: bring its schema up to date first, in a process
+        # of its own, so that this one, which supervises the workers for as long as they run,
+        # never loads Alembic and SQLAlchemy.
+        subprocess.run([sys.executable, "-m", "taskapi", "db", "upgrade"], check=True)
     serve(
         settings,
         host=args.host or settings.host,
@@ -76,6 +77,8 @@ def _settings(settings: Settings) -> int:
 
 
 def _openapi(args: argparse.Namespace) -> int:
+    from taskapi.resources import load_spec, spec_path
+
     if args.json:
         print(json.dumps(load_spec(), indent=2))
     else:

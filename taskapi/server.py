@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
-from uvicorn.supervisors import ChangeReload
 
 from taskapi.config import Settings
 from taskapi.ops.logs import log_config
 from taskapi.ops.metrics import MULTIPROC_ENV, multiprocess_registry, serve_metrics
+from taskapi.web.framework import deferred_imports
 from taskapi.web.framework.uvicorn import ConnectionLimits, ServerConfig, Supervisor
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("taskapi.server")
 
 APP = "taskapi.server:serving_app"
-TEST_CLIENT_WARNING = "ignore:Using `httpx` with `starlette.testclient` is deprecated:UserWarning"
 
 
 def serve(
@@ -53,11 +52,6 @@ def serve(
     logging_config = log_config(settings)
     logging.config.dictConfig(logging_config)  # for what is logged before uvicorn starts
     os.environ["WEB_CONCURRENCY"] = str(workers)
-    # Connexion imports Starlette's test client as it loads, and Starlette warns on every
-    # worker's start unless httpx2, a test-only package, is installed. Nothing serves with it.
-    os.environ["PYTHONWARNINGS"] = ",".join(
-        filter(None, [os.environ.get("PYTHONWARNINGS"), TEST_CLIENT_WARNING])
-    )
     if access_log is not None:
         os.environ["ACCESS_LOG"] = "true" if access_log else "false"
     options: dict[str, Any] = {
@@ -90,6 +84,8 @@ def serve(
         server = uvicorn.Server(config)
         # What uvicorn.run() does with a Config it builds itself.
         if config.should_reload:
+            from uvicorn.supervisors import ChangeReload  # loads watchfiles: --reload only
+
             ChangeReload(config, target=server.run, sockets=[config.bind_socket()]).run()
         elif workers > 1:
             Supervisor(config, sockets=[config.bind_socket()]).run()
@@ -113,6 +109,7 @@ def serving_app() -> TaskAPI:
     stalling every request of the worker (80 ms each time on a 2-core Xeon). Frozen, they are
     never examined again; what requests create is collected as before.
     """
+    deferred_imports.defer()  # before anything imports Connexion
     from taskapi.app import create_app  # not in the supervisor, which serves nothing
 
     app = create_app()

@@ -281,3 +281,24 @@ def test_a_server_process_never_imports_the_orm(workdir):
     )
     result = in_a_new_interpreter(script, workdir, **env)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_server_process_never_runs_the_modules_it_does_not_use(workdir):
+    """requests, httpx, Starlette's test client and a2wsgi, which Connexion imports, are stood
+    in for in a serving process (web/framework/deferred_imports.py); each still works when
+    used."""
+    script = (
+        "import sys\n"
+        "from taskapi.server import serving_app\n"
+        "from taskapi.web.framework.deferred_imports import DEFERRED, loaded\n"
+        "app = serving_app()\n"
+        "print(sorted(name for name in DEFERRED if loaded(name)))\n"
+        "prefixes = ('httpx.', 'requests.', 'urllib3')\n"
+        "print(sorted(n for n in sys.modules if n.startswith(prefixes)))\n"
+        "import requests\n"
+        "print(requests.codes.ok, loaded('requests'))\n"
+        "with app.test_client() as client:\n"
+        "    print(client.get('/health').status_code, loaded('starlette.testclient'))\n"
+    )
+    lines = in_a_new_interpreter(script, workdir).stdout.splitlines()
+    assert lines == ["[]", "[]", "200 True", "200 True"]

@@ -16,7 +16,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref import simple_server
 from wsgiref.simple_server import WSGIServer
 
@@ -30,7 +30,9 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.exposition import ThreadingWSGIServer
-from sqlalchemy import Engine, event
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -100,6 +102,8 @@ class Metrics:
 
     def watch_pool(self, engine: Engine, pool: str) -> None:
         """Track how many of `engine`'s connections are in use."""
+        from sqlalchemy import event  # a worker's; `taskapi serve`'s supervisor never needs it
+
         gauge = self.pool_in_use.labels(pool)
         event.listen(engine, "checkout", lambda *_: gauge.inc())
         event.listen(engine, "checkin", lambda *_: gauge.dec())

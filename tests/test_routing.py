@@ -27,6 +27,13 @@ WEB = Path(__file__).resolve().parent.parent / "taskapi" / "web"
         ("GET", "/api/v1/tasks/"),
         ("GET", "/health/"),
         ("GET", "/api/v1/tasks/1/"),
+        # A regex's `$` also matches before a final newline: these must not match the route
+        # without it, nor slip past the security step into a handler.
+        ("GET", "/health%0A"),
+        ("GET", "/api/v1/tasks%0A"),
+        ("DELETE", "/api/v1/tasks/1%0A"),
+        ("GET", "/problems/not_found%0A"),
+        ("GET", "/problems/W%C3%B2%0A"),
     ],
 )
 def test_paths_the_spec_does_not_define_are_404_and_never_redirect(api, auth, method, path):
@@ -44,6 +51,11 @@ def test_a_near_miss_path_runs_no_handler(api):
     )
     assert_problem(response, 404, "not_found")
     assert_problem(api.login("sneaky@example.com"), 401, "invalid_credentials")
+
+
+def test_a_path_ending_in_a_newline_is_not_routed_around_the_security_step(api):
+    assert_problem(api.client.get("/api/v1/tasks%0A"), 404, "not_found")
+    assert_problem(api.client.get("/api/v1/auth/me%0A"), 404, "not_found")
 
 
 def test_every_operation_has_exactly_one_policy():

@@ -57,7 +57,7 @@ class Routes:
     def __init__(self, spec: Mapping[str, Any]) -> None:
         self._routes = [
             (
-                re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "$"),
+                re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + r"\Z"),
                 ", ".join(m.upper() for m in item if m in HTTP_METHODS),
             )
             # Literal paths first: /api/v1/tasks/batch before /api/v1/tasks/{id}.

@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 NPM_INSTALLED := node_modules/.installed
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test reliability lint fmt migrate contract spec examples compat client browser bench deploy-check install clean
+.PHONY: run test reliability lint types fmt migrate contract spec examples compat client browser bench deploy-check install clean
 
 run: $(INSTALLED)
 	$(BIN)/taskapi serve
@@ -27,6 +27,22 @@ lint: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	@$(BIN)/datamodel-codegen $(SPEC_TYPES_OPTIONS) --output $(VENV)/spec_types.py
+	@diff -u $(SPEC_TYPES) $(VENV)/spec_types.py \
+		|| { echo "$(SPEC_TYPES) is not what openapi/openapi.yaml says: run make types"; exit 1; }
+
+# The spec's schemas and the list's query parameters as TypedDicts, for handlers, serializers
+# and mypy. Run it after every change to openapi/openapi.yaml; make lint fails until then.
+SPEC_TYPES := taskapi/web/spec_types.py
+SPEC_TYPES_OPTIONS := --input openapi/openapi.yaml --input-file-type openapi \
+	--openapi-scopes schemas parameters paths --use-operation-id-as-name \
+	--output-model-type typing.TypedDict --no-use-closed-typed-dict --strict-nullable \
+	--enum-field-as-literal all --target-python-version 3.11 --disable-timestamp \
+	--formatters ruff-format ruff-check \
+	--custom-file-header '"""The spec'"'"'s types, generated from openapi/openapi.yaml by `make types`: do not edit."""'
+
+types: $(INSTALLED)
+	$(BIN)/datamodel-codegen $(SPEC_TYPES_OPTIONS) --output $(SPEC_TYPES)
 
 fmt: $(INSTALLED)
 	$(BIN)/ruff format .

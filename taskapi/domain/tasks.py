@@ -7,6 +7,7 @@ one), and nothing here needs the unit of work.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,14 @@ from sqlalchemy import (
 
 from taskapi.domain.errors import TaskChanged, TaskNotFound
 from taskapi.storage.rows import TaskView
-from taskapi.storage.schema import TASK_PRIORITIES, TASK_STATUSES, TASKS, utcnow
+from taskapi.storage.schema import (
+    TASK_PRIORITIES,
+    TASK_STATUSES,
+    TASKS,
+    TaskPriority,
+    TaskStatus,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -37,9 +45,13 @@ class TaskFields:
 
     title: str
     description: str
-    status: str
-    priority: str
+    status: TaskStatus
+    priority: TaskPriority
     due_date: datetime | None
+
+
+# The fields a client sets; every other column is the server's.
+WRITABLE = frozenset(field.name for field in dataclasses.fields(TaskFields))
 
 
 @dataclass(frozen=True)
@@ -86,8 +98,8 @@ def create_many(s: Connection, *, owner_id: int, fields: Sequence[TaskFields]) -
 class Stats:
     """Counts of one owner's tasks."""
 
-    by_status: dict[str, int]
-    by_priority: dict[str, int]
+    by_status: dict[TaskStatus, int]
+    by_priority: dict[TaskPriority, int]
     overdue: int
 
     @property

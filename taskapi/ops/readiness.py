@@ -9,7 +9,7 @@ delays only the probe.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -18,11 +18,14 @@ from taskapi.storage.db import Database
 
 CHECK_TIMEOUT = 1.0
 
+DatabaseState = Literal["ok", "unavailable"]
+RedisState = Literal["ok", "unavailable", "not configured"]
+
 
 @dataclass(frozen=True)
 class Checks:
-    database: str
-    redis: str
+    database: DatabaseState
+    redis: RedisState
     shutting_down: bool
 
     @property
@@ -50,7 +53,7 @@ class Readiness:
             shutting_down=lifecycle.draining(),
         )
 
-    def _database(self) -> str:
+    def _database(self) -> DatabaseState:
         try:
             # Bounded by DB_CONNECT_TIMEOUT, or the connection's TCP timeout if it hangs.
             with self.db.reading() as c:
@@ -63,7 +66,7 @@ class Readiness:
         if self._redis is not None:
             self._redis.close()
 
-    def _redis_state(self) -> str:
+    def _redis_state(self) -> RedisState:
         if not self.redis_url:
             return "not configured"
         import redis  # only a deployment with REDIS_URL needs it loaded

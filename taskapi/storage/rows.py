@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from taskapi.storage.schema import TaskPriority, TaskStatus
+
 
 class UserView(Protocol):
     """An account as the domain hands it out: a row of `users`."""
@@ -30,8 +32,8 @@ class TaskView(Protocol):
     user_id: int
     title: str
     description: str
-    status: str
-    priority: str
+    status: TaskStatus
+    priority: TaskPriority
     due_date: datetime | None
     version: int
     created_at: datetime

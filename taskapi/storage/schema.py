@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -27,8 +27,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.expression import Grouping
 
-TASK_STATUSES = ("pending", "in_progress", "completed")
-TASK_PRIORITIES = ("low", "medium", "high")
+TaskStatus = Literal["pending", "in_progress", "completed"]
+TaskPriority = Literal["low", "medium", "high"]
+TASK_STATUSES: tuple[TaskStatus, ...] = get_args(TaskStatus)
+TASK_PRIORITIES: tuple[TaskPriority, ...] = get_args(TaskPriority)
 TITLE_MAX_LENGTH = 200
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identity columns.

@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 import flask
+
+from taskapi.web import spec_types
+
+# What `data` holds in a success envelope: one of the spec's shapes, or the seed API's message.
+Data: TypeAlias = (
+    spec_types.Task
+    | list[spec_types.Task]
+    | spec_types.TaskStats
+    | spec_types.User
+    | spec_types.LoginResult
+    | spec_types.Readiness
+    | spec_types.ProblemType
+    | str
+)
 
 # One encoder for every response: json.dumps builds a new one per call when given options.
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def ok(
-    data: Any,
+    data: Data,
     status: int = 200,
     *,
     headers: Mapping[str, str] | None = None,
-    meta: Mapping[str, Any] | None = None,
+    meta: spec_types.PageMeta | None = None,
 ) -> flask.Response:
     body: dict[str, Any] = {"success": True, "data": data}
     if meta is not None:

@@ -1,14 +1,14 @@
-"""The spec's User and Task schemas as JSON-ready dicts."""
+"""The spec's response shapes (web/spec_types.py), built from what the domain hands out."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from taskapi.domain import timestamps
+from taskapi.domain import tasks, timestamps
+from taskapi.ops import readiness
 from taskapi.storage.rows import TaskView, UserView
+from taskapi.web import problem_types, spec_types
 
 
-def user_json(user: UserView) -> dict[str, Any]:
+def user_json(user: UserView) -> spec_types.User:
     return {
         "id": user.id,
         "email": user.email,
@@ -18,7 +18,7 @@ def user_json(user: UserView) -> dict[str, Any]:
     }
 
 
-def task_json(task: TaskView) -> dict[str, Any]:
+def task_json(task: TaskView) -> spec_types.Task:
     return {
         "id": task.id,
         "user_id": task.user_id,
@@ -29,4 +29,40 @@ def task_json(task: TaskView) -> dict[str, Any]:
         "due_date": None if task.due_date is None else timestamps.render(task.due_date),
         "created_at": timestamps.render(task.created_at),
         "updated_at": timestamps.render(task.updated_at),
+    }
+
+
+def stats_json(stats: tasks.Stats) -> spec_types.TaskStats:
+    by_status, by_priority = stats.by_status, stats.by_priority
+    return {
+        "total": stats.total,
+        "by_status": {
+            "pending": by_status["pending"],
+            "in_progress": by_status["in_progress"],
+            "completed": by_status["completed"],
+        },
+        "by_priority": {
+            "low": by_priority["low"],
+            "medium": by_priority["medium"],
+            "high": by_priority["high"],
+        },
+        "overdue": stats.overdue,
+    }
+
+
+def problem_type_json(problem: problem_types.ProblemType) -> spec_types.ProblemType:
+    return {
+        "type": problem.uri,
+        "code": problem.code,
+        "status": problem.status,
+        "title": problem.title,
+        "description": problem.description,
+    }
+
+
+def checks_json(checks: readiness.Checks) -> spec_types.ReadinessChecks:
+    return {
+        "database": checks.database,
+        "redis": checks.redis,
+        "shutting_down": checks.shutting_down,
     }

@@ -12,12 +12,12 @@ import flask
 from taskapi.domain import access_tokens, refresh_tokens, users
 from taskapi.domain.errors import InvalidCredentials, InvalidRefreshToken, WrongPassword
 from taskapi.storage.rows import UserView
-from taskapi.web import context
+from taskapi.web import context, spec_types
 from taskapi.web.envelope import empty, ok
 from taskapi.web.serialize import user_json
 
 
-def register(body: dict[str, Any]) -> flask.Response:
+def register(body: spec_types.RegisterRequest) -> flask.Response:
     app = context.services()
     # Hash before the transaction: bcrypt takes ~0.3 s and must not hold a pooled connection.
     password_hash = app.passwords.hash(body["password"])
@@ -28,7 +28,7 @@ def register(body: dict[str, Any]) -> flask.Response:
     return ok(user_json(user), 201)
 
 
-def login(body: dict[str, Any]) -> flask.Response:
+def login(body: spec_types.LoginRequest) -> flask.Response:
     app = context.services()
     with app.db.reading() as c:
         user = users.find_by_email(c, body["email"])
@@ -43,7 +43,7 @@ def login(body: dict[str, Any]) -> flask.Response:
     return ok(_session(user, issued))
 
 
-def refresh_token(body: dict[str, Any]) -> flask.Response:
+def refresh_token(body: spec_types.RefreshRequest) -> flask.Response:
     app = context.services()
     with app.db.transaction() as s:
         rotated = refresh_tokens.rotate(
@@ -55,7 +55,9 @@ def refresh_token(body: dict[str, Any]) -> flask.Response:
     return ok(_session(rotated.user, rotated.issued))
 
 
-def logout(body: dict[str, Any], user: int, token_info: dict[str, Any]) -> flask.Response:
+def logout(
+    body: spec_types.RefreshRequest, user: int, token_info: dict[str, Any]
+) -> flask.Response:
     with context.services().db.transaction() as s:
         refresh_tokens.revoke_presented(s, body["refresh_token"], user_id=user)
         access_tokens.deny(s, token_info)
@@ -68,13 +70,13 @@ def get_me(user: int) -> flask.Response:
     return ok(user_json(account))
 
 
-def update_me(body: dict[str, Any], user: int) -> flask.Response:
+def update_me(body: spec_types.ProfilePatch, user: int) -> flask.Response:
     with context.services().db.transaction() as s:
         account = users.rename(s, user, name=body["name"]) if "name" in body else users.get(s, user)
     return ok(user_json(account))
 
 
-def change_password(body: dict[str, Any], user: int) -> flask.Response:
+def change_password(body: spec_types.PasswordChange, user: int) -> flask.Response:
     app = context.services()
     _check_password(user, body["current_password"])
     password_hash = app.passwords.hash(body["new_password"], field="new_password")
@@ -86,7 +88,7 @@ def change_password(body: dict[str, Any], user: int) -> flask.Response:
     return ok(_session(account, issued))
 
 
-def delete_me(body: dict[str, Any], user: int) -> flask.Response:
+def delete_me(body: spec_types.PasswordConfirmation, user: int) -> flask.Response:
     _check_password(user, body["password"])
     with context.services().db.transaction() as s:
         users.remove(s, user)
@@ -103,7 +105,7 @@ def _check_password(user: int, password: str) -> None:
         raise WrongPassword()
 
 
-def _session(user: UserView, issued: refresh_tokens.Issued) -> dict[str, Any]:
+def _session(user: UserView, issued: refresh_tokens.Issued) -> spec_types.LoginResult:
     access = context.services().token_codec.issue(
         user_id=user.id, email=user.email, version=user.token_version, session=issued.session
     )

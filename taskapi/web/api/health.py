@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
 
 import flask
 
 from taskapi.domain import timestamps
 from taskapi.domain.errors import DomainError
-from taskapi.web import context
+from taskapi.web import context, spec_types
 from taskapi.web.envelope import json_response, ok
+from taskapi.web.serialize import checks_json
 
 
 class NotReady(DomainError):
@@ -20,7 +20,8 @@ class NotReady(DomainError):
 def get_health() -> flask.Response:
     """Liveness: the process answers. Never looks at the database."""
     now = datetime.now(UTC).replace(microsecond=0)
-    return json_response({"status": "healthy", "time": timestamps.render(now)})
+    health: spec_types.Health = {"status": "healthy", "time": timestamps.render(now)}
+    return json_response(health)
 
 
 def get_readiness() -> flask.Response:
@@ -28,6 +29,6 @@ def get_readiness() -> flask.Response:
     checks = context.services().readiness.check()
     if not checks.ready:
         error = NotReady("not ready: " + ", ".join(checks.failing))
-        error.extra = {"checks": dataclasses.asdict(checks)}
+        error.extra = {"checks": checks_json(checks)}
         raise error
-    return ok({"status": "ready", "checks": dataclasses.asdict(checks)})
+    return ok({"status": "ready", "checks": checks_json(checks)})

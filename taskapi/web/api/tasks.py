@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import urlencode
 
 import flask
@@ -16,21 +16,20 @@ from sqlalchemy import Connection
 
 from taskapi.domain import listing, tasks, timestamps
 from taskapi.storage.rows import TaskView
-from taskapi.web import conditional, context, idempotency
+from taskapi.web import conditional, context, idempotency, spec_types
 from taskapi.web.envelope import empty, ok
-from taskapi.web.serialize import task_json
+from taskapi.web.serialize import stats_json, task_json
 
 DELETED = "Task deleted successfully"
 TASKS_PATH = "/api/v1/tasks"
-WRITABLE = ("title", "description", "status", "priority", "due_date")
 
 
 def _date(value: str | None) -> datetime | None:
     return None if value is None else timestamps.parse(value)
 
 
-def _fields(body: dict[str, Any]) -> tasks.TaskFields:
-    # The spec's defaults are already applied to `body` by the request validator.
+def _fields(body: spec_types.TaskInput) -> tasks.TaskFields:
+    # The request validator has applied the spec's defaults: every field is in `body`.
     return tasks.TaskFields(
         title=body["title"],
         description=body["description"],
@@ -50,7 +49,7 @@ def _if_match(task_id: int) -> tasks.Precondition:
     return conditional.if_match(flask.request.headers.get("If-Match"), task_id)
 
 
-def create_task(body: dict[str, Any], user: int) -> flask.Response:
+def create_task(body: spec_types.TaskInput, user: int) -> flask.Response:
     def work(s: Connection) -> flask.Response:
         task = tasks.create(s, owner_id=user, fields=_fields(body))
         return _respond(task, 201, {"Location": f"{TASKS_PATH}/{task.id}"})
@@ -58,7 +57,7 @@ def create_task(body: dict[str, Any], user: int) -> flask.Response:
     return idempotency.run("createTask", body, user, work, one_statement=True)
 
 
-def create_task_batch(body: dict[str, Any], user: int) -> flask.Response:
+def create_task_batch(body: spec_types.TaskBatch, user: int) -> flask.Response:
     def work(s: Connection) -> flask.Response:
         created = tasks.create_many(s, owner_id=user, fields=[_fields(t) for t in body["tasks"]])
         return ok([task_json(t) for t in created], 201)
@@ -68,7 +67,7 @@ def create_task_batch(body: dict[str, Any], user: int) -> flask.Response:
     return idempotency.run("createTasks", body, user, work)
 
 
-def list_tasks(user: int, **params: Any) -> flask.Response:
+def list_tasks(user: int, **params: Unpack[spec_types.ListTasksParametersQuery]) -> flask.Response:
     query = listing.ListQuery(
         status=params.get("status"),
         priority=params.get("priority"),
@@ -84,15 +83,16 @@ def list_tasks(user: int, **params: Any) -> flask.Response:
     )
     with context.services().db.reading() as c:
         page = listing.list_owned(c, owner_id=user, query=query)
-    meta: dict[str, Any] = {"limit": query.limit, "next_cursor": page.next_cursor}
+    meta: spec_types.PageMeta = {"limit": query.limit, "next_cursor": page.next_cursor}
     if page.total is not None:
-        pages = math.ceil(page.total / query.limit)
-        meta |= {"page": query.page, "total_count": page.total, "total_pages": pages}
+        meta["page"] = query.page
+        meta["total_count"] = page.total
+        meta["total_pages"] = math.ceil(page.total / query.limit)
     data = [task_json(t) for t in page.tasks]
     return ok(data, meta=meta, headers={"Link": _link_header(query, meta)})
 
 
-def _link_header(query: listing.ListQuery, meta: dict[str, Any]) -> str:
+def _link_header(query: listing.ListQuery, meta: spec_types.PageMeta) -> str:
     """RFC 8288 links to the neighbouring pages, keeping the filters, sort and limit."""
     kept = {k: v for k, v in flask.request.args.items() if k not in ("page", "cursor")}
 
@@ -115,14 +115,7 @@ def _link_header(query: listing.ListQuery, meta: dict[str, Any]) -> str:
 def get_task_stats(user: int) -> flask.Response:
     with context.services().db.reading() as c:
         counts = tasks.stats(c, owner_id=user, now=datetime.now(UTC))
-    return ok(
-        {
-            "total": counts.total,
-            "by_status": counts.by_status,
-            "by_priority": counts.by_priority,
-            "overdue": counts.overdue,
-        }
-    )
+    return ok(stats_json(counts))
 
 
 def get_task(id: int, user: int) -> flask.Response:
@@ -137,7 +130,7 @@ def get_task(id: int, user: int) -> flask.Response:
     return _respond(task)
 
 
-def update_task(id: int, body: dict[str, Any], user: int) -> flask.Response:
+def update_task(id: int, body: spec_types.TaskInput, user: int) -> flask.Response:
     with context.services().db.single_write() as s:
         task = tasks.replace(
             s, owner_id=user, task_id=id, fields=_fields(body), precondition=_if_match(id)
@@ -145,9 +138,9 @@ def update_task(id: int, body: dict[str, Any], user: int) -> flask.Response:
     return _respond(task)
 
 
-def patch_task(id: int, body: dict[str, Any], user: int) -> flask.Response:
+def patch_task(id: int, body: spec_types.TaskPatch, user: int) -> flask.Response:
     # JSON Merge Patch (RFC 7396): members present are set; `null` clears (only due_date may be).
-    changes = {k: body[k] for k in WRITABLE if k in body}
+    changes: dict[str, Any] = {k: v for k, v in body.items() if k in tasks.WRITABLE}
     if "due_date" in changes:
         changes["due_date"] = _date(changes["due_date"])
     with context.services().db.single_write() as s:

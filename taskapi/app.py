@@ -1,21 +1,7 @@
 """create_app(): the one place where TaskAPI is wired together.
 
-A request passes, outermost first (`middleware_stack` below, in this order):
-  RequestMiddleware (request id, access log, metrics)
-  [ProxyHeadersMiddleware: the client address, when TRUSTED_PROXIES is set]
-  Connexion's ServerError
-    HeadAsGet, SecurityHeaders, CORS        (they see error responses too)
-  Connexion's Exception (every error becomes a problem response)
-    BodyLimit (413, 408), Docs (/openapi.*, /ui/, /redoc)
-  ExactRouting (Connexion's, without redirects)
-    Services (for bearer_info)
-  Connexion's Security (bearerAuth: the JWT and the account behind it)
-    [RateLimit (per IP, user, email), when RATE_LIMIT_ENABLED]
-  RequestValidation (Connexion's, built once per operation)
-  [Connexion's ResponseValidation, when VALIDATE_RESPONSES]
-  Connexion's Lifespan
-    RoutedOnly (404 for anything no operation matched), Admission (bcrypt slots)
-  Connexion's Context, then the WSGIBridge and Flask: the handler in api/<tag>.py.
+The services a request uses, the rate limiter and the bcrypt admission are built here, once per
+app, and the middleware every request passes through is `middleware_stack`, in order.
 """
 
 from __future__ import annotations
@@ -76,7 +62,23 @@ def middleware_stack(
     limiter: RateLimiter,
     admission: Admission,
 ) -> list[Any]:
-    """Connexion's default stack with ours in between, outermost first.
+    """Connexion's default stack with ours in between, outermost first:
+
+      RequestMiddleware (request id, access log, metrics)
+      [ProxyHeadersMiddleware: the client address, when TRUSTED_PROXIES is set]
+      Connexion's ServerError
+        HeadAsGet, SecurityHeaders, CORS        (they see error responses too)
+      Connexion's Exception (every error becomes a problem response)
+        BodyLimit (413, 408), Docs (/openapi.*, /ui/, /redoc)
+      ExactRouting (Connexion's, without redirects)
+        Services (for bearer_info)
+      Connexion's Security (bearerAuth: the JWT and the account behind it)
+        [RateLimit (per IP, user, email), when RATE_LIMIT_ENABLED]
+      RequestValidation (Connexion's, built once per operation)
+      [Connexion's ResponseValidation, when VALIDATE_RESPONSES]
+      Connexion's Lifespan
+        RoutedOnly (404 for anything no operation matched), Admission (bcrypt slots)
+      Connexion's Context, then the WSGIBridge and Flask: the handler in api/<tag>.py.
 
     Connexion's Routing and RequestValidation are replaced by subclasses; its SwaggerUI layer
     is left out (taskapi/web/docs serves the spec and the docs pages), and so is ResponseValidation

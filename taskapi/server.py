@@ -104,10 +104,10 @@ def serving_app() -> TaskAPI:
     """create_app() in a server process, with what it built set aside for good.
 
     The app's objects (the spec and its resolved copies, validators, routes, SQLAlchemy's
-    tables: about 130,000 of them) live as long as the process. Left to the cyclic garbage
-    collector, each of its full collections walks them all, and it does so on the event loop,
-    stalling every request of the worker (80 ms each time on a 2-core Xeon). Frozen, they are
-    never examined again; what requests create is collected as before.
+    tables) live as long as the process. Left to the cyclic garbage collector, each of its full
+    collections walks them all, and it does so on the event loop, stalling every request of the
+    worker (docs/performance.md, "What each change bought"). Frozen, they are never examined
+    again; what requests create is collected as before.
     """
     deferred_imports.defer()  # before anything imports Connexion
     from taskapi.app import create_app  # not in the supervisor, which serves nothing

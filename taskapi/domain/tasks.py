@@ -1,8 +1,8 @@
 """Tasks: every query is scoped to the owner; a task that is not yours does not exist.
 
-Tasks are read and written as rows of `tasks` (models.TaskView), not as ORM objects: building
-and tracking an object costs more CPU than the statement itself (115 against 215 us to read
-one), and nothing here needs the unit of work.
+Tasks are read and written as rows of `tasks` (storage/rows.py), not as ORM objects: building
+and tracking an object costs more CPU than the statement itself (docs/performance.md, "Profiles,
+before and after"), and nothing here needs the unit of work.
 """
 
 from __future__ import annotations

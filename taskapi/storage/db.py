@@ -1,23 +1,11 @@
 """Engines, and the one place where transactions commit or roll back.
 
-Two pools per process. Writes go through `transaction()`: a connection in BEGIN ... COMMIT, or
-ROLLBACK on any error; or, for a write that is one statement, through `single_write()`.
-Requests that write nothing use `reading()`: a plain connection, which is read-only for real
-(PostgreSQL: `default_transaction_read_only`; SQLite: `PRAGMA query_only`) and in autocommit
-mode, so a read costs no BEGIN and COMMIT round trips. Under READ COMMITTED (PostgreSQL's
-default) a transaction gives separate statements no common snapshot anyway, so reads lose
-nothing by skipping it. Both load rows, not ORM objects: TaskAPI uses SQLAlchemy's Core only,
-and a worker never imports its ORM.
-
-The write pool's connections are in autocommit mode too. A single statement is atomic on both
-databases, triggers included, so a write that is one statement needs no BEGIN and COMMIT: it
-costs one round trip where they made three, and a handler on the event loop blocks its
-worker for each round trip (docs/performance.md has what that bought).
-`transaction()` puts its connection back into a transaction, at the database's default
-isolation level, for as long as it runs (on PostgreSQL that costs a round trip more, from a
-connection's second transaction on: psycopg2 resets the session's default isolation level as
-the connection leaves autocommit). Those are the writes of several statements, which are rare
-beside single ones and mostly wait on bcrypt anyway.
+Two pools per process, both in autocommit mode, handing out rows, never ORM objects (a worker
+never imports SQLAlchemy's ORM): `reading()` for requests that write nothing, `single_write()`
+for a write that is one statement, `transaction()` (BEGIN ... COMMIT, or ROLLBACK on any error)
+for several. A single statement is atomic on both databases, triggers included, and a handler on
+the event loop blocks its worker for each round trip, so only writes of several statements pay
+for BEGIN and COMMIT (docs/performance.md, "What each change bought").
 """
 
 from __future__ import annotations
@@ -176,7 +164,8 @@ class Database:
         self.read_engine = make_engine(settings, read_only=True)
         if settings.env != "production":
             # A check of TaskAPI's own code, for development and the tests: any listener on
-            # the engine costs every statement SQLAlchemy's event dispatch (5% of a create).
+            # the engine costs every statement SQLAlchemy's event dispatch (docs/performance.md,
+            # "Why the code is shaped this way").
             event.listen(self.engine, "before_cursor_execute", _refuse_a_second_write)
 
     @property
@@ -185,7 +174,13 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """A connection in a transaction: committed on success, rolled back on any error."""
+        """A connection in a transaction: committed on success, rolled back on any error.
+
+        It runs at the database's default isolation level. On PostgreSQL that costs a round
+        trip more from a connection's second transaction on (psycopg2 resets the session's
+        default isolation level as the connection leaves autocommit): such writes are rare
+        beside single ones and mostly wait on bcrypt anyway.
+        """
         with self.engine.connect() as connection:
             # Known once the pool has connected; the pool resets it to autocommit on return.
             connection.execution_options(
@@ -196,17 +191,23 @@ class Database:
 
     @contextmanager
     def single_write(self) -> Iterator[Connection]:
-        """A connection for a write that is one statement, committed as it runs; reads may
-        follow it (to tell a missing row from a changed one, say). A write of several
-        statements belongs in `transaction()`: outside production a second write raises
-        SecondWrite before it runs.
+        """A connection for a write that is one statement, committed as it runs: one round trip
+        where BEGIN and COMMIT made three. Reads may follow it (to tell a missing row from a
+        changed one, say). A write of several statements belongs in `transaction()`: outside
+        production a second write raises SecondWrite before it runs.
         """
         with self.engine.connect() as connection:
             yield connection.execution_options(**{_SINGLE_WRITE: _Writes()})
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """A read-only autocommit connection for work that writes nothing, returned after."""
+        """A read-only autocommit connection for work that writes nothing, returned after.
+
+        Read-only for real (PostgreSQL: `default_transaction_read_only`; SQLite: `PRAGMA
+        query_only`), and without BEGIN and COMMIT round trips: under READ COMMITTED
+        (PostgreSQL's default) a transaction gives separate statements no common snapshot
+        anyway, so reads lose nothing by skipping it.
+        """
         with self.read_engine.connect() as connection:
             yield connection
 

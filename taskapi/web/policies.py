@@ -1,26 +1,10 @@
 """How each operation runs: on the event loop or on a thread, and what limits it counts against.
 
 One row per operationId of the spec (a test checks they match), so adding an operation means
-deciding here. The rules:
-
-- On the loop: work that is a few short indexed statements, reads and single-row writes alike.
-  It costs no thread switch; DB_STATEMENT_TIMEOUT bounds a statement and DB_LOCK_TIMEOUT a
-  wait for another transaction's row lock (every transaction that writes tasks is this short,
-  but for an account's deletion, which only its own owner's writes can wait on). Measured
-  with `make bench` (docs/performance.md), a PUT on the loop served 950 requests/s at p99
-  80 ms where the same PUT on a thread served 790 at p99 157 ms.
-- On a thread: bcrypt (about 0.2-0.3 s of CPU at cost 12; bcrypt releases the GIL, so the
-  loop keeps serving while it hashes), writes of many rows, and checks that wait on other
-  services by design.
-- `bcrypt`: the request holds one of the process's bcrypt slots (web/middleware/admission.py)
-  while it runs, and is refused with a 503 before any hashing when none frees up in time.
-- `heavy`: for an operation whose cost depends on the request, which of its requests go to a
-  thread all the same (a list that scans rather than reads an index range).
-- `rate_limit`: which budget it counts against (web/middleware/ratelimit.py): `auth` per client
-  IP, `default` per user (authenticated) or per client IP, or `none` for probes and documentation.
-  Operations that check a password also count per client and account: `per_email` (register,
-  login: the email in the body) or `per_session` (password change, account deletion: the
-  account and the login session of the token).
+deciding here. On the loop: work that is a few short indexed statements, reads and single-row
+writes alike; it costs no thread switch (docs/performance.md, "Writes on the loop, bcrypt on a
+thread"). On a thread: bcrypt, which releases the GIL, so the loop keeps serving while it hashes;
+writes of many rows; and checks that wait on other services by design.
 """
 
 from __future__ import annotations
@@ -39,10 +23,26 @@ Budget = Literal["default", "auth", "none"]
 
 @dataclass(frozen=True)
 class Policy:
+    """Where an operation runs and what it counts against.
+
+    On the loop, DB_STATEMENT_TIMEOUT bounds a statement and DB_LOCK_TIMEOUT a wait for another
+    transaction's row lock: every transaction that writes tasks is short, but for an account's
+    deletion, which only its own owner's writes can wait on.
+    """
+
     on_thread: bool = False
+    # For an operation whose cost depends on the request: which of its requests go to a thread
+    # all the same (a list that scans rather than reads an index range).
     heavy: Callable[[Scope], bool] | None = None
+    # Holds one of the process's bcrypt slots (web/middleware/admission.py) while it runs; a
+    # 503 before any hashing when none frees up in time.
     bcrypt: bool = False
+    # Its budget (web/middleware/ratelimit.py): `auth` per client IP, `default` per user
+    # (authenticated) or per client IP, `none` for probes and documentation.
     rate_limit: Budget = "default"
+    # Operations that check a password also count per client and account: the email in the body
+    # (register, login), or the account and the login session of the token (password change,
+    # account deletion).
     per_email: bool = False
     per_session: bool = False
 

@@ -19,7 +19,8 @@ from taskapi.web.serialize import user_json
 
 def register(body: spec_types.RegisterRequest) -> flask.Response:
     app = context.services()
-    # Hash before the transaction: bcrypt takes ~0.3 s and must not hold a pooled connection.
+    # Hash before the transaction: bcrypt is slow (docs/performance.md) and must not hold a
+    # pooled connection.
     password_hash = app.passwords.hash(body["password"])
     with app.db.transaction() as s:
         user = users.register(

@@ -3,14 +3,9 @@
 Connexion imports, at the top of modules every app loads: `requests` (json_schema.py, for
 remote `$ref`s), `httpx` (security.py, for OAuth token introspection) and Starlette's test
 client (apps/abstract.py, for `App.test_client()`). A serving process calls none of them, and
-they are 10 MB of every worker (docs/performance.md, "Memory"). `defer()`, called before
-Connexion is first imported, puts a stand-in in `sys.modules` for each: Connexion's imports
-get the stand-in, and the first use of one of its attributes loads the real module, so a test
-client, or a remote `$ref`, still works in such a process.
-
-The standard library's `importlib.util.LazyLoader` cannot do this on CPython 3.11: importing a
-module that is already in `sys.modules` reads its `__spec__`, and reading any attribute of a
-lazy module loads it, so Connexion's own `import requests` loaded it.
+they take memory in every worker (docs/performance.md, "Memory"). `defer()`, called before
+Connexion is first imported, puts a stand-in in `sys.modules` for each, which loads the real
+module at the first use of one of its attributes: a test client, or a remote `$ref`, still works.
 """
 
 from __future__ import annotations
@@ -61,7 +56,12 @@ def _deferred_callable(stand_in: DeferredModule, attr: str) -> type:
 
 
 def defer() -> None:
-    """Put the stand-ins in place; a module already imported is left as it is."""
+    """Put the stand-ins in place; a module already imported is left as it is.
+
+    Not `importlib.util.LazyLoader`: on CPython 3.11, importing a module that is already in
+    `sys.modules` reads its `__spec__`, and reading any attribute of a lazy module loads it, so
+    Connexion's own `import requests` loaded it.
+    """
     for name, taken in DEFERRED.items():
         if name in sys.modules:
             continue

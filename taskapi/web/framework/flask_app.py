@@ -1,22 +1,12 @@
 """Connexion's FlaskApp with three costs of its request path taken out.
 
-1. The WSGI bridge: FlaskApp serves Flask through a2wsgi's thread pool; this one uses
-   `WSGIBridge` (bridge.py, beside this), which runs requests on the event loop unless told to
-   offload them to a thread (spec-first/connexion#1979, #2045).
-2. Per-request decoration: Connexion's FlaskOperation builds its parameter and response
-   decorators, and inspects the handler's signature, on every call (`FlaskOperation.fn` is a
-   property and `WSGIDecorator.__call__` calls `decorate()` each time; spec-first/connexion
-   #2077). Here each operation is decorated once, when the API is added, and what can be
-   decided then is: whether the handler is a coroutine function, whether it takes arguments at
-   all (a handler that takes none is not handed a parsed request), and whether the operation
-   accepts form data (if not, the request's files are not parsed). The per-request part
-   (reading the request through the operation's URI parser) is otherwise unchanged.
-3. Routing twice: Flask binds its URL map to each request and matches the path again, to
-   find the operation Connexion has already routed it to, and asks of the view it found
-   whether it is a coroutine function (`RoutedFlask`).
+1. The WSGI bridge: requests run through `WSGIBridge` (bridge.py), on the event loop unless told
+   to offload them to a thread, instead of on a2wsgi's pool (spec-first/connexion#1979, #2045).
+2. Per-request decoration: each operation is decorated once (`DecorateOnce`), not on every call.
+3. Routing twice: Flask takes the route Connexion matched (`RoutedFlask`).
 
 Everything else is Connexion's own: the middleware stack, validation, security, routing, error
-handling and the Flask app.
+handling and the Flask app. What each bought: docs/performance.md, "What each change bought".
 """
 
 from __future__ import annotations
@@ -102,7 +92,16 @@ def _sync(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class DecorateOnce(FlaskDecorator):  # type: ignore[misc]
-    """FlaskDecorator that decorates the handler once instead of on every request."""
+    """FlaskDecorator that decorates the handler once instead of on every request.
+
+    Connexion's FlaskOperation builds its parameter and response decorators, and inspects the
+    handler's signature, on every call (`FlaskOperation.fn` is a property and
+    `WSGIDecorator.__call__` calls `decorate()` each time; spec-first/connexion#2077). Here what
+    can be decided when the API is added is: whether the handler is a coroutine function,
+    whether it takes arguments at all (a handler that takes none is not handed a parsed
+    request), and whether the operation accepts form data (if not, the request's files are not
+    parsed). Reading the request through the operation's URI parser stays per request.
+    """
 
     def __init__(self, *, uri_parser: AbstractURIParser, takes_form: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -1,20 +1,9 @@
 """uvicorn, subclassed: bounds on what a client holds, the supervisor's socket, the drain.
 
-1. uvicorn's httptools protocol buffers a request line and its headers without limit and waits
-for them without a deadline, and keeps every connection it accepts: ten clients sending 40 MB
-headers took a server from 167 to 502 MB, and a connection that sends half a header block (or
-nothing) is kept until the client goes. Here, per connection:
-
-- the request line and headers may hold at most `max_header_bytes`, and at most
-  `max_headers` header fields: 431 beyond either, and the connection is closed;
-- they must arrive within `header_timeout` seconds of the connection opening, or of the first
-  byte of a later request on it: 408 and closed otherwise (uvicorn's keep-alive timeout
-  still closes a connection that sits idle between requests);
-- a worker holds at most `max_connections` connections: the ones beyond get a 503 and are
-  closed at once, before they can cost anything.
-
-   Each refusal is a problem document (RFC 9457) like every other error of the API, written
-   straight to the socket: the request never reaches the app.
+1. `BoundedHttpToolsProtocol`: uvicorn's httptools protocol buffers a request line and its
+   headers without limit and keeps every connection it accepts, waiting for the headers of one
+   that sent half a block, or nothing, until the client goes (what a header flood cost:
+   docs/reliability.md, "Abuse resistance, round two"); this one enforces `ConnectionLimits`.
 2. `Supervisor`: uvicorn's supervisor of worker processes, letting go of the listening socket
    on SIGTERM.
 3. `drain_on_sigterm`: SHUTDOWN_DRAIN_SECONDS of serving with /ready at 503 before uvicorn's
@@ -49,7 +38,19 @@ LINGER_SECONDS = 1.0
 @dataclass(frozen=True)
 class ConnectionLimits:
     """What one connection may hold before its request reaches the app, and how many a
-    worker keeps."""
+    worker keeps.
+
+    - the request line and headers may hold at most `max_header_bytes`, and at most
+      `max_headers` header fields: 431 beyond either, and the connection is closed;
+    - they must arrive within `header_timeout` seconds of the connection opening, or of the
+      first byte of a later request on it: 408 and closed otherwise (uvicorn's keep-alive
+      timeout still closes a connection that sits idle between requests);
+    - a worker holds at most `max_connections` connections: the ones beyond get a 503 and are
+      closed at once, before they can cost anything.
+
+    Each refusal is a problem document (RFC 9457) like every other error of the API, written
+    straight to the socket: the request never reaches the app.
+    """
 
     max_header_bytes: int
     max_headers: int
@@ -66,7 +67,7 @@ class ServerConfig(uvicorn.Config):
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol that enforces ConnectionLimits (see the module's docstring)."""
+    """HttpToolsProtocol that enforces ConnectionLimits."""
 
     def __init__(self, config: ServerConfig, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)

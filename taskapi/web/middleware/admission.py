@@ -1,11 +1,11 @@
 """bcrypt admission: a process checks at most as many passwords at once as it has cores for.
 
-Each bcrypt check costs about 0.2-0.3 s of one core at cost 12, so a burst of logins beyond
-what the cores can hash only grows a queue: every login gets slower, and so does everything
-else the process serves. Operations whose policy says `bcrypt` (taskapi/web/policies.py) take a
-slot here before they start; up to BCRYPT_QUEUE more wait for one, on the event loop (costing
-no thread) for at most BCRYPT_MAX_WAIT seconds; the rest are answered 503 with Retry-After at
-once, before any hashing.
+A bcrypt check holds a core for a long time (docs/performance.md, "Why the code is shaped this
+way"), so a burst of logins beyond what the cores can hash only grows a queue: every login gets
+slower, and so does everything else the process serves. Operations whose policy says `bcrypt`
+(taskapi/web/policies.py) take a slot here before they start; up to BCRYPT_QUEUE more wait for
+one, on the event loop (costing no thread) for at most BCRYPT_MAX_WAIT seconds; the rest are
+answered 503 with Retry-After at once, before any hashing.
 """
 
 from __future__ import annotations

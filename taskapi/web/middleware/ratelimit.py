@@ -1,30 +1,11 @@
 """Rate limits, with the `limits` library: per client IP, per user, and per password target.
 
-What each operation counts against is its policy (taskapi/web/policies.py):
-
-- `auth` (register, login, refresh, password change, account deletion): RATE_LIMIT_AUTH per
-  client IP.
-- Password attempts at one account from one client: RATE_LIMIT_AUTH_EMAIL per client IP and
-  email named in the body (register and login, each on budgets of its own), or per login
-  session of the token (password change, account deletion). A thief with a stolen token guesses
-  at that rate at most, and the owner, from another address or a new login, is not held up.
-- Logins of one email from all clients together: beyond RATE_LIMIT_LOGIN_SLOWDOWN, each waits
-  LOGIN_SLOWDOWN_SECONDS before its password is checked. It slows a guesser spread over many
-  addresses and never refuses, so nobody can lock an account's owner out (OWASP
-  Authentication Cheat Sheet, "Account Lockout").
-- `default`: RATE_LIMIT_DEFAULT per user on authenticated operations (the vouched `user`, so
-  nobody can spend someone else's budget), per client IP on anonymous ones. Every request
-  counts against it, so it is counted in fixed windows (ratelimit_windows.py), cheaply.
-- `none`: probes and docs.
-
-Budgets live in Redis when REDIS_URL is set, so every worker and replica shares them, and in
-the process otherwise. If Redis fails, the limits fail open to per-process budgets for
-FALLBACK_SECONDS (logged, counted in the metrics) rather than refusing or letting everything
-through: an outage of the limiter's store is neither an outage of the API nor an open door.
-
-Over a limit: 429 with Retry-After. Every response of a limited operation carries
-RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset for its tightest limit
-(draft-ietf-httpapi-ratelimit-headers, the widely deployed header names).
+Each operation counts against the budgets its policy names (taskapi/web/policies.py;
+`RateLimitMiddleware` lists them), in Redis when REDIS_URL is set and in the process otherwise,
+falling back to the process while Redis fails (`RateLimiter`). Over a limit: 429 with
+Retry-After. Every response of a limited operation carries RateLimit-Limit, RateLimit-Remaining
+and RateLimit-Reset for its tightest limit (draft-ietf-httpapi-ratelimit-headers, the widely
+deployed header names).
 """
 
 from __future__ import annotations
@@ -77,7 +58,13 @@ class Budget:
 
 
 class RateLimiter:
-    """Counts requests against budgets in a shared store, or in the process when it fails."""
+    """Counts requests against budgets in a shared store, or in the process when it fails.
+
+    Budgets live in Redis when REDIS_URL is set, so every worker and replica shares them, and in
+    the process otherwise. If Redis fails, the limits fail open to per-process budgets for
+    FALLBACK_SECONDS (logged, counted in the metrics) rather than refusing or letting everything
+    through: an outage of the limiter's store is neither an outage of the API nor an open door.
+    """
 
     def __init__(
         self,
@@ -197,7 +184,24 @@ class RateLimiter:
 
 
 class RateLimitMiddleware:
-    """Applies each operation's budget (after bearerAuth, so the user is known)."""
+    """Applies each operation's budget (after bearerAuth, so the user is known).
+
+    - `auth` (register, login, refresh, password change, account deletion): RATE_LIMIT_AUTH per
+      client IP.
+    - Password attempts at one account from one client: RATE_LIMIT_AUTH_EMAIL per client IP and
+      email named in the body (register and login, each on budgets of its own), or per login
+      session of the token (password change, account deletion). A thief with a stolen token
+      guesses at that rate at most, and the owner, from another address or a new login, is not
+      held up.
+    - Logins of one email from all clients together: beyond RATE_LIMIT_LOGIN_SLOWDOWN, each waits
+      LOGIN_SLOWDOWN_SECONDS before its password is checked. It slows a guesser spread over many
+      addresses and never refuses, so nobody can lock an account's owner out (OWASP
+      Authentication Cheat Sheet, "Account Lockout").
+    - `default`: RATE_LIMIT_DEFAULT per user on authenticated operations (the vouched `user`, so
+      nobody can spend someone else's budget), per client IP on anonymous ones. Every request
+      counts against it, so it is counted in fixed windows (ratelimit_windows.py), cheaply.
+    - `none`: probes and docs.
+    """
 
     def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
         self.app = app

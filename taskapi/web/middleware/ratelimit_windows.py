@@ -1,10 +1,9 @@
 """Fixed-window request counters, for the budget every authenticated request counts against.
 
 The `limits` library counts the other budgets (auth, per email, per session): they see few
-requests, and its moving windows are exact. Counting every request through it cost 200 us of
-CPU per request in the process (its memory store starts a task, and a thread, to expire
-entries on every hit, and keeps one entry per request in the window) and two round trips to
-Redis per limit. Here a request costs a dictionary update per limit, or one pipelined round
+requests, and its moving windows are exact. Every request through it costs a task and a thread
+hop in the process, and round trips to Redis per limit (docs/performance.md, "Why the code is
+shaped this way"). Here a request costs a dictionary update per limit, or one pipelined round
 trip to Redis for all of them. Windows are fixed, as GitHub's hourly budget is: up to twice a
 limit can pass around a window's edge.
 """

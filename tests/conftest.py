@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +19,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -30,6 +27,7 @@ from taskapi.app import create_app
 from taskapi.config import Settings
 from taskapi.storage import migrate
 from taskapi.web.context import Services
+from tests.serving import free_port, wait_until_serving
 
 DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -249,12 +247,6 @@ def assert_problem(response: Any, status: int, code: str | None = None) -> dict[
     return body
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serving(database_url: str, workdir: Path, **settings: str) -> Iterator[str]:
     """`taskapi serve` (2 workers) on `database_url`, run in `workdir`, with `settings` as
@@ -285,18 +277,8 @@ def serving(database_url: str, workdir: Path, **settings: str) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"taskapi serve did not start:\n{(workdir / 'server.log').read_text()}")
-        time.sleep(0.1)
     try:
+        wait_until_serving(base, process, workdir / "server.log", timeout=30)
         yield base
     finally:
         process.terminate()

@@ -25,7 +25,8 @@ import pytest
 from taskapi.config import env_names
 from taskapi.ops.metrics import MULTIPROC_ENV
 from tests.client_threads import ClientThreads
-from tests.conftest import GENEROUS_LIMIT, JWT_SECRET, free_port
+from tests.conftest import GENEROUS_LIMIT, JWT_SECRET
+from tests.serving import ServerDidNotStart, free_port, wait_until_serving
 
 # A Redis database number of these tests' own (tests/test_rate_limits.py uses 15); flushed.
 REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -118,19 +119,12 @@ class Replica:
     def wait_ready(self) -> None:
         """Until /ready answers 200 (PostgreSQL and Redis reachable)."""
         assert self.process is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        with httpx.Client(base_url=self.url, timeout=1) as probe:
-            while True:
-                try:
-                    if probe.get("/ready").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.kill()
-                    log = (self.workdir / "server.log").read_text()
-                    pytest.fail(f"{self.name} did not become ready:\n{log}")
-                time.sleep(0.1)
+        log = self.workdir / "server.log"
+        try:
+            wait_until_serving(self.url, self.process, log, timeout=START_TIMEOUT, path="/ready")
+        except ServerDidNotStart:
+            self.kill()
+            raise
 
     def kill(self) -> None:
         """SIGKILL: no drain, no shutdown hooks; returns once the process is gone."""

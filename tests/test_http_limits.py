@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from taskapi.storage import migrate
-from tests.conftest import base_settings, free_port, serving
+from tests.conftest import base_settings, serving
+from tests.serving import free_port
 
 pytestmark = pytest.mark.live
 

@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from taskapi.config import env_names
-from tests.conftest import JWT_SECRET, free_port
+from tests.conftest import JWT_SECRET
+from tests.serving import free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.live
@@ -83,20 +84,6 @@ def image_environment(bin_dir: Path, database_url: str, port: int) -> dict[str, 
     }
 
 
-def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"{url} never answered 200:\n{log.read_text()}")
-        time.sleep(0.1)
-
-
 def test_the_installed_wheel_migrates_serves_and_stops_cleanly(
     image: Path, fresh_database: Callable[[], str], tmp_path: Path
 ):
@@ -116,8 +103,8 @@ def test_the_installed_wheel_migrates_serves_and_stops_cleanly(
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(f"{base}/health", server, log, timeout=30)
-        wait_for(f"{base}/ready", server, log, timeout=10)
+        wait_until_serving(base, server, log, timeout=30)
+        wait_until_serving(base, server, log, timeout=10, path="/ready")
         with httpx.Client(base_url=base, timeout=10) as http:
             account = {"email": "image@example.com", "password": "image-password", "name": "Im"}
             assert http.post("/api/v1/auth/register", json=account).status_code == 201

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from tests.bench import client, deep, flood, load, postgres, report, target
+from tests.serving import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORTS = ROOT / "reports" / "bench"
@@ -146,7 +147,7 @@ def served(
 ) -> Iterator[tuple[target.Target, str]]:
     """A fresh database, set up, and the target serving it: (target, database URL)."""
     with postgres.fresh_database(server_url, purpose) as database_url:
-        port = target.free_port()
+        port = free_port()
         env = target_env(database_url, port=port, workers=workers)
         log = workdir / f"server-{purpose}.log"
         target.run_setup(args.setup, env=env, cwd=workdir, log=log)
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     raw.mkdir(parents=True)
     results: dict[str, Any] = {}
     started = time.monotonic()
-    with postgres.server(target.free_port(), raw) as server_url:
+    with postgres.server(free_port(), raw) as server_url:
         pg_version = postgres.server_version(server_url)
         if set(args.scenarios) - {"deep"}:
             results |= run_main_scenarios(args, server_url, raw)

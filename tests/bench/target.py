@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -17,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from tests.serving import log_tail, wait_until_serving
 
 STARTUP_TIMEOUT = 60
 STOP_GRACE = 15
@@ -26,12 +25,6 @@ PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CPUS = os.cpu_count() or 1
 MB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -163,7 +156,7 @@ def run_setup(command: str, *, env: Mapping[str, str], cwd: Path, log: Path) -> 
             ["bash", "-c", command], env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT
         )
     if result.returncode != 0:
-        raise RuntimeError(f"setup failed ({command}):\n{_tail(log)}")
+        raise RuntimeError(f"setup failed ({command}): {log_tail(log)}")
 
 
 @contextlib.contextmanager
@@ -182,23 +175,10 @@ def running(
         )
     target = Target(process, f"http://127.0.0.1:{port}", log)
     try:
-        _wait_until_healthy(target)
+        wait_until_serving(target.base_url, process, log, timeout=STARTUP_TIMEOUT)
         yield target
     finally:
         stop(target)
-
-
-def _wait_until_healthy(target: Target) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{target.base_url}/health", timeout=2).status_code == 200:
-                return
-        if target.process.poll() is not None:
-            raise RuntimeError(f"the server exited during startup:\n{_tail(target.log)}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no healthy answer in {STARTUP_TIMEOUT} s:\n{_tail(target.log)}")
-        time.sleep(0.2)
 
 
 def stop(target: Target) -> None:
@@ -221,7 +201,3 @@ def stop(target: Target) -> None:
 def _signal_group(group: int, signum: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(group, signum)
-
-
-def _tail(log: Path, lines: int = 40) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])

@@ -19,12 +19,10 @@ import argparse
 import contextlib
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +35,11 @@ import yaml
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[2]
+# Run as a script, this file's folder is on sys.path; the checkout's `tests` package is not.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from tests.serving import free_port, wait_until_serving  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 REPORTS = ROOT / "reports"
 DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -59,19 +62,6 @@ def database(backend: str, workdir: Path) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def is_up(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/health", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @contextlib.contextmanager
@@ -103,11 +93,7 @@ def server(database_url: str, workdir: Path) -> Iterator[str]:
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while not is_up(base):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start:\n{log.read_text()}")
-                time.sleep(0.2)
+            wait_until_serving(base, process, log, timeout=30)
             yield base
         finally:
             process.terminate()

@@ -21,9 +21,10 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from taskapi.storage import migrate
-from tests.bench import postgres, target
+from tests.bench import postgres
 from tests.conftest import base_settings
 from tests.reliability.harness import Server, serving
+from tests.serving import free_port
 
 FIGURES = pytest.StashKey[list[str]]()
 
@@ -42,7 +43,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[postgres.Clust
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{error} (CI=true requires them)")
         pytest.skip(str(error))
-    cluster = postgres.Cluster(target.free_port(), tmp_path_factory.mktemp("postgresql"))
+    cluster = postgres.Cluster(free_port(), tmp_path_factory.mktemp("postgresql"))
     try:
         cluster.start()
         yield cluster

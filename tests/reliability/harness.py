@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from taskapi.config import env_names
 from taskapi.ops.metrics import MULTIPROC_ENV
 from tests.bench import target
 from tests.client_threads import ClientThreads
 from tests.conftest import GENEROUS_LIMIT, JWT_SECRET
+from tests.serving import free_port, wait_until_serving
 
 TASKAPI = Path(sys.executable).with_name("taskapi")
 READY_TIMEOUT = 30.0
@@ -45,7 +45,7 @@ def server_env(database_url: str, **settings: str) -> dict[str, str]:
         "JWT_SECRET": JWT_SECRET,
         "DATABASE_URL": database_url,
         "BCRYPT_ROUNDS": "12",
-        "METRICS_PORT": str(target.free_port()),
+        "METRICS_PORT": str(free_port()),
         "LOG_LEVEL": "warning",
         "RATE_LIMIT_AUTH": GENEROUS_LIMIT,
         "RATE_LIMIT_AUTH_EMAIL": GENEROUS_LIMIT,
@@ -77,28 +77,17 @@ class Server(target.Target):
 @contextmanager
 def serving(database_url: str, workdir: Path, **settings: str) -> Iterator[Server]:
     """`taskapi serve --workers 2` on `database_url`, once /ready answers 200."""
-    port = target.free_port()
+    port = free_port()
     command = f"exec {shlex.quote(str(TASKAPI))} serve --host 127.0.0.1 --port {port} --workers 2"
     env = server_env(database_url, **settings)
     log = workdir / "server.log"
     with target.running(command, env=env, cwd=workdir, log=log, port=port) as running:
         metrics = f"http://127.0.0.1:{env['METRICS_PORT']}/metrics"
         server = Server(running.process, running.base_url, running.log, metrics)
-        wait_until_ready(server)
+        wait_until_serving(
+            server.base_url, server.process, server.log, timeout=READY_TIMEOUT, path="/ready"
+        )
         yield server
-
-
-def wait_until_ready(server: target.Target) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        try:
-            if httpx.get(f"{server.base_url}/ready", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"/ready never answered 200:\n{server.log.read_text()}")
-        time.sleep(0.1)
 
 
 def worker_pids(server: target.Target) -> list[int]:

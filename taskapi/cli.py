@@ -1,4 +1,4 @@
-"""The `taskapi` command: serve | db upgrade/downgrade/current/purge | openapi | settings."""
+"""The `taskapi` command: serve | db create/upgrade/downgrade/current/purge | openapi | settings."""
 
 from __future__ import annotations
 
@@ -42,7 +42,9 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.action == "purge":
         return _purge(settings)
-    if args.action == "upgrade":
+    if args.action == "create":
+        print(migrate.create_database(settings))
+    elif args.action == "upgrade":
         migrate.upgrade(settings, args.revision or "head")
     elif args.action == "downgrade":
         migrate.downgrade(settings, args.revision or "-1")
@@ -103,8 +105,10 @@ def parser() -> argparse.ArgumentParser:
         help="one log line per request (default: ACCESS_LOG)",
     )
 
-    db = commands.add_parser("db", help="database migrations, and purging expired rows")
-    db.add_argument("action", choices=("upgrade", "downgrade", "current", "purge"))
+    db = commands.add_parser(
+        "db", help="create the database, run its migrations, purge expired rows"
+    )
+    db.add_argument("action", choices=("create", "upgrade", "downgrade", "current", "purge"))
     db.add_argument("revision", nargs="?", help="target (default: head, or -1 to downgrade)")
 
     spec = commands.add_parser("openapi", help="print the OpenAPI spec")

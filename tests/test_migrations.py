@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy.engine import make_url
 
+from taskapi.cli import main
 from taskapi.storage.db import make_engine
 from taskapi.storage.migrate import alembic_config, exists_on, on_expressions
 from taskapi.storage.schema import TASKS, metadata
@@ -197,3 +200,34 @@ def test_deleted_ids_are_never_reused(empty_database_url):
         second = conn.execute(insert, {"email": "c@d.co", **now}).scalar()
     engine.dispose()
     assert second > first
+
+
+@pytest.mark.postgres
+def test_db_create_makes_the_database_once_and_upgrade_migrates_it(
+    postgres_server, monkeypatch, capsys
+):
+    name = f"taskapi_test_create_{uuid.uuid4().hex[:8]}"
+    url = make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    admin = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    try:
+        assert main(["db", "create"]) == 0
+        assert capsys.readouterr().out == f"database '{name}' created\n"
+        assert main(["db", "create"]) == 0
+        assert capsys.readouterr().out == f"database '{name}' exists already\n"
+        assert main(["db", "upgrade"]) == 0
+        engine = sa.create_engine(url, poolclass=sa.NullPool)
+        with engine.connect() as conn:
+            assert conn.scalar(sa.text("SELECT count(*) FROM tasks")) == 0
+        engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_db_create_on_sqlite_says_there_is_nothing_to_do(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'taskapi.db'}")
+    assert main(["db", "create"]) == 0
+    assert "nothing to create" in capsys.readouterr().out
+    assert not (tmp_path / "taskapi.db").exists()

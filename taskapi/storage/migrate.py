@@ -1,13 +1,15 @@
-"""Running the Alembic migrations in migrations/ against the configured database, and what
-Alembic's autogenerate must leave out of its comparison."""
+"""Setting up the configured database: creating it, running the Alembic migrations in
+migrations/ against it, and what Alembic's autogenerate must leave out of its comparison."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Column, Index
+from sqlalchemy.engine import make_url
 
 from taskapi.config import Settings
 from taskapi.resources import migrations_path
@@ -20,6 +22,37 @@ def alembic_config(settings: Settings) -> Config:
     config.set_main_option("script_location", str(migrations_path()))
     config.attributes["settings"] = settings
     return config
+
+
+def create_database(settings: Settings) -> str:
+    """Create the configured PostgreSQL database unless it exists; what was done, in words.
+
+    It connects to the server's `postgres` database with the same credentials, which must be
+    allowed to create databases. SQLite needs nothing: its file appears on the first migration.
+    """
+    url = make_url(settings.database_url)
+    name = url.database
+    if settings.is_sqlite or not name:
+        return "nothing to create: SQLite creates its file on the first `taskapi db upgrade`"
+    server = sa.create_engine(
+        url.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool
+    )
+    exists = sa.text("SELECT 1 FROM pg_database WHERE datname = :name")
+    try:
+        with server.connect() as conn:
+            if conn.scalar(exists, {"name": name}):
+                return f"database {name!r} exists already"
+            quoted = conn.dialect.identifier_preparer.quote(name)
+            try:
+                conn.execute(sa.text(f"CREATE DATABASE {quoted}"))
+            except sa.exc.ProgrammingError:
+                # Another process created it between the check and the CREATE.
+                if not conn.scalar(exists, {"name": name}):
+                    raise
+                return f"database {name!r} exists already"
+    finally:
+        server.dispose()
+    return f"database {name!r} created"
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:

@@ -1,91 +1,17 @@
-"""A real `taskapi serve` process, on each database: what clients and the README see."""
+"""A real `taskapi serve` process, on each database: what clients see (the README's own blocks
+run in tests/test_readme.py)."""
 
 from __future__ import annotations
 
-import json
-import re
-import shutil
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import PASSWORD, assert_problem
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 pytestmark = pytest.mark.live
-
-
-def readme_walkthrough() -> list[str]:
-    """The shell blocks of the README's walkthrough section, in order."""
-    section = README.read_text().split("## Walkthrough", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```sh\n(.*?)```", section, re.S)
-
-
-def json_documents(text: str) -> list[dict]:
-    decoder, documents, index = json.JSONDecoder(), [], 0
-    while index < len(text):
-        if text[index].isspace():
-            index += 1
-            continue
-        document, index = decoder.raw_decode(text, index)
-        documents.append(document)
-    return documents
-
-
-needs_curl_and_jq = pytest.mark.skipif(
-    not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq"
-)
-
-
-def run_as_pasted(blocks: list[str], base_url: str) -> str:
-    """Run README shell blocks against `base_url` as a strict bash script; its output."""
-    script = "\n".join(blocks).replace("http://localhost:8080", base_url)
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-@needs_curl_and_jq
-def test_readme_walkthrough_works_as_pasted(live_server):
-    output = run_as_pasted(readme_walkthrough()[:1], live_server)
-    health, registered, second, listed, updated, fetched, deleted = json_documents(output)
-    assert health["status"] == "healthy"
-    assert registered["data"]["email"] == "jane@example.com"
-    assert second["data"]["priority"] == "low"
-    assert [t["title"] for t in listed["data"]] == ["Write the report"]
-    assert listed["meta"] == {
-        "page": 1,
-        "limit": 10,
-        "total_count": 1,
-        "total_pages": 1,
-        "next_cursor": None,
-    }
-    assert updated["data"]["status"] == "completed"
-    assert fetched == updated
-    assert deleted == {"success": True, "data": "Task deleted successfully"}
-
-
-@needs_curl_and_jq
-def test_readme_examples_beyond_the_seed_work_as_pasted(live_server):
-    blocks = readme_walkthrough()
-    assert len(blocks) > 1
-    out = run_as_pasted(blocks, live_server).lower()
-    assert out.count("idempotent-replayed: true") == 1
-    assert '"name": "jane q. doe"' in out
-    assert '"status": "in_progress"' in out
-    assert "\n204\n" in out  # logout
-    assert "\n200\n" in out  # If-None-Match with the ETag from before the PATCH
-    assert "\n2\n" in out  # the batch
 
 
 def test_live_server_speaks_the_seed_protocol(live_server):

@@ -147,16 +147,23 @@ def test_an_account_made_through_one_replica_is_everyones(fleet):
 
 
 def test_a_used_refresh_token_is_refused_everywhere_and_its_reuse_ends_the_session(fleet):
+    """A theft played across replicas: the owner refreshes through one, the thief replays the
+    same refresh token through the others; both lose access everywhere at once."""
     session = sign_up(fleet)
     renewed = refresh(fleet, session.refresh_token, via=0)
     assert renewed.status_code == 200
     successor = session_of(renewed)
+    for client in fleet.clients:
+        assert client.get("/api/v1/auth/me", headers=successor.headers).status_code == 200
     # The used token is refused by the other replicas; presenting it is a replay...
     for via in (1, 2):
         assert_problem(refresh(fleet, session.refresh_token, via=via), 401, "invalid_refresh_token")
-    # ...which revoked the whole family, so its legitimate successor is refused on every one.
-    for via in range(len(fleet)):
+    # ...which ends the whole session on every replica: its refresh tokens, and its access
+    # tokens, the owner's new one and the first one alike, without waiting for them to expire.
+    for via, client in enumerate(fleet.clients):
         assert_problem(refresh(fleet, successor.refresh_token, via=via), 401)
+        for ended in (successor, session):
+            assert_problem(client.get("/api/v1/auth/me", headers=ended.headers), 401)
 
 
 def test_a_logout_through_one_replica_is_honoured_by_all(fleet):

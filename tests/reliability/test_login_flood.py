@@ -23,8 +23,9 @@ LOGIN_RATE = 20.0
 FLOOD_SECONDS = 8.0
 QUIET_SECONDS = 3.0
 LIST = "/api/v1/tasks?limit=20"
-# The targets, printed beside the figures; the asserted bounds leave room for a
-# loaded CI machine, where other jobs take CPU from the server.
+# Each figure is printed with its goal (what an idle machine should show) and its bound (what
+# the test asserts: room for a loaded CI machine, where other jobs take CPU from the server),
+# both named, so a figure past its goal but within its bound does not read as a failure.
 LIST_P99_TARGET_MS = 100
 LIST_P99_BOUND_MS = 1000
 LOGIN_TARGET_MS = 2000
@@ -51,8 +52,9 @@ def test_a_login_flood_is_shed_and_the_task_list_stays_fast(make_server, figures
         f"({LOGIN_RATE:g}/s open loop): "
         + ", ".join(f"{k} x{v}" for k, v in statuses.items() if v)
         + f"; login answers p50 {logins['latency']['p50_ms']:.0f} ms, max {slowest:.0f} ms "
-        f"(target 2000); GET /api/v1/tasks p99 {quiet[LIST]['p99_ms']:.1f} ms quiet, "
-        f"{list_p99:.1f} ms flooded (target {LIST_P99_TARGET_MS}), served "
+        f"(goal {LOGIN_TARGET_MS}, asserted < {LOGIN_BOUND_MS}); GET /api/v1/tasks p99 "
+        f"{quiet[LIST]['p99_ms']:.1f} ms quiet, {list_p99:.1f} ms flooded (goal "
+        f"{LIST_P99_TARGET_MS}, asserted < {LIST_P99_BOUND_MS}), served "
         f"{quiet[LIST]['count']} in {QUIET_SECONDS:g} s quiet, {during[LIST]['count']} in "
         f"{FLOOD_SECONDS:g} s flooded; /health p99 {during['/health']['p99_ms']:.1f} ms flooded"
     )

@@ -22,6 +22,7 @@ from connexion.options import SwaggerUIOptions
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from taskapi.config import Settings
+from taskapi.domain import changes
 from taskapi.domain.access_tokens import TokenCodec
 from taskapi.domain.passwords import PasswordHasher
 from taskapi.ops import housekeeping
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None) -> TaskAPI:
         db=db,
         passwords=PasswordHasher(settings.bcrypt_rounds),
         token_codec=TokenCodec(settings.jwt_secret),
+        sync_tokens=changes.TokenCodec(settings.jwt_secret, settings.tombstone_retention),
         readiness=Readiness(db, settings.redis_url),
         metrics=metrics,
     )
@@ -163,7 +165,9 @@ def create_app(settings: Settings | None = None) -> TaskAPI:
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         drain_on_sigterm(settings.shutdown_drain)
         with metrics_module.worker_process():
-            async with housekeeping.periodically(db, settings.purge_interval):
+            async with housekeeping.periodically(
+                db, settings.purge_interval, tombstone_retention=settings.tombstone_retention
+            ):
                 yield
             app.bridge.close()
             await limiter.close()

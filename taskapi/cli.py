@@ -59,7 +59,7 @@ def _purge(settings: Settings) -> int:
 
     db = Database(settings)
     try:
-        purged = housekeeping.purge(db)
+        purged = housekeeping.purge(db, tombstone_retention=settings.tombstone_retention)
     finally:
         db.dispose()
     if purged is None:

@@ -159,6 +159,13 @@ class Settings:
         minimum=60,
         default_text="`2592000` (30 days)",
     )
+    tombstone_retention: int = setting(
+        "TOMBSTONE_RETENTION",
+        "seconds deleted tasks are remembered for the change feed; an older `since` is a 410",
+        30 * 24 * 3600,
+        minimum=1,
+        default_text="`2592000` (30 days)",
+    )
     db_max_open_conns: int = setting(
         "DB_MAX_OPEN_CONNS",
         "database connections per process, at most (half for reads, half for writes)",
@@ -293,7 +300,8 @@ class Settings:
     purge_interval: float = setting(
         "PURGE_INTERVAL_SECONDS",
         "how often each server process deletes expired refresh tokens, Idempotency-Key "
-        "responses and logged-out access tokens (`taskapi db purge` does it once); `0`: never",
+        "responses, logged-out access tokens and deleted tasks older than "
+        "`TOMBSTONE_RETENTION` (`taskapi db purge` does it once); `0`: never",
         3600.0,
         minimum=0,
     )

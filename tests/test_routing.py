@@ -124,6 +124,8 @@ class Statements:
         ("list", 3),
         ("get", 2),
         ("stats", 2),
+        # A poll of the change feed with nothing new: the account check and one read.
+        ("changes", 2),
         ("create", 2),
         ("update", 2),
         ("patch", 2),
@@ -138,11 +140,15 @@ def test_statements_per_operation_including_the_account_check(services, api, aut
         "list": lambda: api.client.get("/api/v1/tasks", headers=auth),
         "get": lambda: api.client.get(url, headers=auth),
         "stats": lambda: api.client.get("/api/v1/tasks/stats", headers=auth),
+        "changes": lambda: api.client.get(
+            "/api/v1/tasks/changes", params={"since": since}, headers=auth
+        ),
         "create": lambda: api.client.post("/api/v1/tasks", json=body, headers=auth),
         "update": lambda: api.client.put(url, json=body, headers=auth),
         "patch": lambda: api.client.patch(url, json={"priority": "low"}, headers=auth),
         "delete": lambda: api.client.delete(url, headers=auth),
     }
+    since = api.client.get("/api/v1/tasks/changes", headers=auth).json()["meta"]["next_since"]
     statements = Statements(services.db)
     responses = []
     assert statements.during(lambda: responses.append(calls[operation]())) <= most

@@ -83,7 +83,7 @@ def resolve(spec, node):
 # presses Execute sends it too. Optional parameters that filter or make a request conditional
 # would turn that first answer into an empty list or a 412, so their examples live in their
 # descriptions. These fill in harmlessly: page and limit their defaults, and sort only orders.
-PREFILL_HARMLESS = {"Page", "Limit", "Sort"}
+PREFILL_HARMLESS = {"Page", "Limit", "Sort", "ChangesLimit"}
 
 
 def prefill(spec, parameter):

@@ -1,5 +1,5 @@
 """Deleting what has expired: refresh tokens, stored Idempotency-Key responses, logged-out
-access tokens.
+access tokens, and the change feed's tombstones once TOMBSTONE_RETENTION has passed.
 
 Each of these rows has an indexed `expires_at`, after which nothing reads it (a revoked
 refresh token expires an hour after its revocation). Every server process purges on a timer
@@ -16,12 +16,19 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Table, delete, func, select, tuple_
+from sqlalchemy import Connection, Table, bindparam, case, delete, func, select, tuple_, update
 
 from taskapi.storage.db import Database
-from taskapi.storage.schema import IDEMPOTENCY_KEYS, REFRESH_TOKENS, REVOKED_ACCESS_TOKENS, utcnow
+from taskapi.storage.schema import (
+    IDEMPOTENCY_KEYS,
+    REFRESH_TOKENS,
+    REVOKED_ACCESS_TOKENS,
+    TASK_TOMBSTONES,
+    USERS,
+    utcnow,
+)
 
 log = logging.getLogger("taskapi.purge")
 
@@ -46,9 +53,49 @@ def purge_batch(s: Connection, table: Table, *, now: datetime, limit: int = BATC
     return int(s.execute(delete(table).where(tuple_(*key).in_(expired))).rowcount)
 
 
-def purge(db: Database, *, now: datetime | None = None) -> dict[str, int] | None:
-    """Delete every expired row; how many went, by table, or None if another process is
-    purging (PostgreSQL)."""
+# Raise an account's changes_purged_through to the largest stamp purged, never lower it.
+_RAISE_PURGED_THROUGH = (
+    update(USERS)
+    .where(USERS.c.id == bindparam("owner"))
+    .values(
+        changes_purged_through=case(
+            (USERS.c.changes_purged_through < bindparam("through"), bindparam("through")),
+            else_=USERS.c.changes_purged_through,
+        )
+    )
+)
+
+
+def purge_tombstones_batch(s: Connection, *, deleted_before: datetime, limit: int = BATCH) -> int:
+    """Delete up to `limit` tombstones of tasks deleted before `deleted_before`, and record for
+    each account the largest stamp it lost, so a sync token from before it is refused rather
+    than answered without those deletes (domain/changes.py)."""
+    old = (
+        select(TASK_TOMBSTONES.c.task_id)
+        .where(TASK_TOMBSTONES.c.deleted_at < deleted_before)
+        .limit(limit)
+    )
+    gone = s.execute(
+        delete(TASK_TOMBSTONES)
+        .where(TASK_TOMBSTONES.c.task_id.in_(old))
+        .returning(TASK_TOMBSTONES.c.user_id, TASK_TOMBSTONES.c.change_id)
+    ).all()
+    through: dict[int, int] = {}
+    for owner, change_id in gone:
+        through[owner] = max(through.get(owner, change_id), change_id)
+    if through:
+        s.execute(
+            _RAISE_PURGED_THROUGH,
+            [{"owner": owner, "through": stamp} for owner, stamp in sorted(through.items())],
+        )
+    return len(gone)
+
+
+def purge(
+    db: Database, *, now: datetime | None = None, tombstone_retention: float | None = None
+) -> dict[str, int] | None:
+    """Delete every expired row, and with `tombstone_retention` (seconds) the tombstones older
+    than that; how many went, by table, or None if another process is purging (PostgreSQL)."""
     now = now or utcnow()
     purged = dict.fromkeys((table.name for table in EXPIRING), 0)
     for table in EXPIRING:
@@ -60,11 +107,24 @@ def purge(db: Database, *, now: datetime | None = None) -> dict[str, int] | None
             purged[table.name] += deleted
             if deleted < BATCH:
                 break
+    if tombstone_retention is not None:
+        purged[TASK_TOMBSTONES.name] = 0
+        cutoff = now - timedelta(seconds=tombstone_retention)
+        while True:
+            with db.transaction() as s:
+                if not _claimed(s):
+                    return None
+                deleted = purge_tombstones_batch(s, deleted_before=cutoff)
+            purged[TASK_TOMBSTONES.name] += deleted
+            if deleted < BATCH:
+                break
     return purged
 
 
 @asynccontextmanager
-async def periodically(db: Database, interval: float) -> AsyncIterator[None]:
+async def periodically(
+    db: Database, interval: float, *, tombstone_retention: float
+) -> AsyncIterator[None]:
     """Purge every `interval` seconds (with jitter, so processes spread out) while in the
     block; 0: never."""
     if interval <= 0:
@@ -75,7 +135,7 @@ async def periodically(db: Database, interval: float) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(interval * random.uniform(0.5, 1.5))  # noqa: S311
             try:
-                purged = await asyncio.to_thread(purge, db)
+                purged = await asyncio.to_thread(purge, db, tombstone_retention=tombstone_retention)
             except Exception as error:  # the next turn tries again; serving goes on
                 log.warning("purge failed: %s", type(error).__name__)
                 continue

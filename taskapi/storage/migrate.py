@@ -89,9 +89,11 @@ def exists_on(dialect: str) -> Callable[..., bool]:
     }
 
     def include(obj: object, name: str | None, type_: str, *_: object) -> bool:
+        info = getattr(obj, "info", None) or {}
+        if type_ == "table":
+            return bool(info.get("only_on", dialect) == dialect)
         if type_ != "index":
             return True
-        info = getattr(obj, "info", None) or {}
         return info.get("only_on", dialect) == dialect and name not in expressions
 
     return include

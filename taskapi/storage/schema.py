@@ -99,6 +99,9 @@ USERS = Table(
     Column("name", String(100), nullable=False),
     # Access tokens carry it as `ver`; a password change bumps it, which retires them all.
     Column("token_version", Integer, nullable=False, default=0, server_default="0"),
+    # The largest change_id among the account's purged tombstones: a sync position before it
+    # could miss a delete, so it is refused (domain/changes.py).
+    Column("changes_purged_through", BigInteger, nullable=False, default=0, server_default="0"),
     Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
     Column("updated_at", UTCDateTime(), nullable=False, default=utcnow),
     # SQLite reuses the largest rowid after a delete unless told not to; a reused user id would
@@ -121,6 +124,9 @@ TASKS = Table(
     Column("version", Integer, nullable=False, default=1, server_default="1"),
     Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
     Column("updated_at", UTCDateTime(), nullable=False, default=utcnow),
+    # Where the task's last write stands in the change feed (domain/changes.py); stamped by
+    # triggers (migration 0005), never by the application.
+    Column("change_id", BigInteger, nullable=False, default=0, server_default="0"),
     CheckConstraint(f"status IN {TASK_STATUSES}", name="status"),
     CheckConstraint(f"priority IN {TASK_PRIORITIES}", name="priority"),
     # A reused task id would match stale ETags (as for users).
@@ -166,6 +172,33 @@ IDEMPOTENCY_KEYS = Table(
     Column("response_status", Integer, nullable=True),
     Column("response_headers", Text, nullable=True),
     Column("response_body", Text, nullable=True),
+)
+
+# A deleted task, for the change feed: its id, and where its deletion stands in the feed.
+# Written by a trigger on every delete of a task but an account's (migration 0005); purged
+# after TOMBSTONE_RETENTION.
+TASK_TOMBSTONES = Table(
+    "task_tombstones",
+    metadata,
+    Column("task_id", BigInteger, primary_key=True),
+    _owner(),
+    Column("change_id", BigInteger, nullable=False),
+    Column("deleted_at", UTCDateTime(), nullable=False, index=True),
+)
+Index(
+    "ix_task_tombstones_user_id_change_id",
+    TASK_TOMBSTONES.c.user_id,
+    TASK_TOMBSTONES.c.change_id,
+    TASK_TOMBSTONES.c.task_id,
+)
+
+# SQLite's change counter, one row: with one writer at a time a counter is exact there.
+# PostgreSQL stamps changes with transaction ids instead and has no such table.
+CHANGE_CLOCK = Table(
+    "change_clock",
+    metadata,
+    Column("value", BigInteger, nullable=False),
+    info={"only_on": "sqlite"},
 )
 
 # How many tasks an owner has of one status and priority: the list's `total`, uncounted.
@@ -236,6 +269,8 @@ Index(
     TASKS.c.id.desc(),
 )
 Index("ix_tasks_user_id_priority_id", TASKS.c.user_id, PRIORITY_RANK, TASKS.c.id)
+# The change feed's order.
+Index("ix_tasks_user_id_change_id_id", TASKS.c.user_id, TASKS.c.change_id, TASKS.c.id)
 for _dialect, _title in TITLE_KEY.items():
     only_on(_dialect, Index("ix_tasks_user_id_title_id", TASKS.c.user_id, _title, TASKS.c.id))
 

@@ -18,6 +18,7 @@ import flask
 from starlette.types import Scope
 
 from taskapi.config import Settings
+from taskapi.domain import changes
 from taskapi.domain.access_tokens import TokenCodec
 from taskapi.domain.passwords import PasswordHasher
 from taskapi.ops.metrics import Metrics
@@ -42,6 +43,7 @@ class Services:
     db: Database
     passwords: PasswordHasher
     token_codec: TokenCodec
+    sync_tokens: changes.TokenCodec
     readiness: Readiness
     metrics: Metrics
 

@@ -15,6 +15,7 @@ Data: TypeAlias = (
     spec_types.Task
     | list[spec_types.Task]
     | spec_types.TaskStats
+    | spec_types.TaskChanges
     | spec_types.User
     | spec_types.LoginResult
     | spec_types.Readiness
@@ -31,7 +32,7 @@ def ok(
     status: int = 200,
     *,
     headers: Mapping[str, str] | None = None,
-    meta: spec_types.PageMeta | None = None,
+    meta: spec_types.PageMeta | spec_types.ChangesMeta | None = None,
 ) -> flask.Response:
     body: dict[str, Any] = {"success": True, "data": data}
     if meta is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qs, parse_qsl
 
 from starlette.types import Scope
 
@@ -58,6 +58,12 @@ LIGHT_OFFSET = 1000
 LIGHT_LIST_PARAMETERS = COUNTED_FILTERS | {"sort", "page", "limit", "cursor"}
 
 
+def large_page(scope: Scope) -> bool:
+    """A change-feed page of more than 100 tasks, whose JSON would hold the loop."""
+    limit = parse_qs(scope["query_string"].decode("latin-1")).get("limit", ["100"])[-1]
+    return not limit.isdigit() or int(limit) > 100
+
+
 def heavy_list(scope: Scope) -> bool:
     """A list that searches, filters by date or skips deep into the rows: it may take tens or
     hundreds of milliseconds, which on the loop would stall every request of the worker."""
@@ -95,6 +101,8 @@ POLICIES: dict[str, Policy] = {
     "listTasks": Policy(heavy=heavy_list),
     "getTask": LOOP,
     "getTaskStats": LOOP,
+    # Index-range reads; a page of up to 1,000 tasks still goes to a thread.
+    "getTaskChanges": Policy(heavy=large_page),
     "updateTask": LOOP,
     "patchTask": LOOP,
     "deleteTask": LOOP,

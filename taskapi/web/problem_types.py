@@ -78,6 +78,19 @@ _ALL = (
         "else (the three look the same).",
     ),
     ProblemType(
+        "invalid_sync_token",
+        400,
+        "`since` is not a `meta.next_since` this server gave you: altered, cut short, or "
+        "another account's. Sync again without `since`.",
+    ),
+    ProblemType(
+        "sync_token_expired",
+        410,
+        "`since` is older than the server keeps deleted tasks (TOMBSTONE_RETENTION), so your "
+        "copy could miss a delete. Sync again without `since` and replace your copy with what "
+        "it returns.",
+    ),
+    ProblemType(
         "method_not_allowed",
         405,
         "The path exists but not with this method; `Allow` lists the methods it has.",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taskapi.domain import tasks, timestamps
+from taskapi.domain import changes, tasks, timestamps
 from taskapi.ops import readiness
 from taskapi.storage.rows import TaskView, UserView
 from taskapi.web import problem_types, spec_types
@@ -29,6 +29,16 @@ def task_json(task: TaskView) -> spec_types.Task:
         "due_date": None if task.due_date is None else timestamps.render(task.due_date),
         "created_at": timestamps.render(task.created_at),
         "updated_at": timestamps.render(task.updated_at),
+    }
+
+
+def changes_json(page: changes.Changes) -> spec_types.TaskChanges:
+    return {
+        "tasks": [task_json(task) for task in page.tasks],
+        "deleted": [
+            {"id": gone.id, "deleted_at": timestamps.render(gone.deleted_at)}
+            for gone in page.deleted
+        ],
     }
 
 

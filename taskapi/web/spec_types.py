@@ -136,6 +136,21 @@ class TaskStats(TypedDict):
     overdue: int
 
 
+class DeletedTask(TypedDict):
+    id: int
+    deleted_at: str
+
+
+class TaskChanges(TypedDict):
+    tasks: list[Task]
+    deleted: list[DeletedTask]
+
+
+class ChangesMeta(TypedDict):
+    next_since: str
+    has_more: bool
+
+
 class PageMeta(TypedDict):
     page: NotRequired[int]
     limit: int
@@ -179,6 +194,11 @@ class ListTasksParametersQuery(TypedDict):
     cursor: NotRequired[str]
 
 
+class GetTaskChangesParametersQuery(TypedDict):
+    since: NotRequired[str]
+    limit: NotRequired[int]
+
+
 class Readiness(TypedDict):
     status: Literal["ready"]
     checks: ReadinessChecks
@@ -202,6 +222,12 @@ class RegisterRequest(TypedDict):
 
 class TaskBatch(TypedDict):
     tasks: list[TaskInput]
+
+
+class TaskChangesEnvelope(TypedDict):
+    success: Success
+    data: TaskChanges
+    meta: ChangesMeta
 
 
 class TaskStatsEnvelope(TypedDict):
@@ -254,6 +280,7 @@ class Problem(TypedDict):
         "internal_error",
         "invalid_credentials",
         "invalid_refresh_token",
+        "invalid_sync_token",
         "invalid_token",
         "method_not_allowed",
         "not_found",
@@ -261,6 +288,7 @@ class Problem(TypedDict):
         "overloaded",
         "rate_limited",
         "request_timeout",
+        "sync_token_expired",
         "task_changed",
         "task_not_found",
         "unsupported_media_type",

@@ -14,11 +14,11 @@ from urllib.parse import urlencode
 import flask
 from sqlalchemy import Connection
 
-from taskapi.domain import listing, tasks, timestamps
+from taskapi.domain import changes, listing, tasks, timestamps
 from taskapi.storage.rows import TaskView
 from taskapi.web import conditional, context, idempotency, spec_types
 from taskapi.web.envelope import empty, ok
-from taskapi.web.serialize import stats_json, task_json
+from taskapi.web.serialize import changes_json, stats_json, task_json
 
 DELETED = "Task deleted successfully"
 TASKS_PATH = "/api/v1/tasks"
@@ -110,6 +110,22 @@ def _link_header(query: listing.ListQuery, meta: spec_types.PageMeta) -> str:
     elif meta["next_cursor"]:
         links["next"] = url(cursor=meta["next_cursor"])
     return ", ".join(f'<{target}>; rel="{rel}"' for rel, target in links.items())
+
+
+def get_task_changes(
+    user: int, **params: Unpack[spec_types.GetTaskChangesParametersQuery]
+) -> flask.Response:
+    app = context.services()
+    since = params.get("since")
+    tokens = app.sync_tokens
+    position = changes.Position(user) if since is None else tokens.decode(since, owner_id=user)
+    with app.db.reading() as c:
+        page = changes.read(c, position, limit=params["limit"])
+    meta: spec_types.ChangesMeta = {
+        "next_since": tokens.encode(page.next_position),
+        "has_more": page.has_more,
+    }
+    return ok(changes_json(page), meta=meta)
 
 
 def get_task_stats(user: int) -> flask.Response:

@@ -208,3 +208,41 @@ def test_tokens_are_opaque_signed_and_bound_to_their_account():
         codec.decode(token, owner_id=8)
     with pytest.raises(changes.InvalidSyncToken):
         changes.TokenCodec("other" * 8, retention_seconds=60).decode(token, owner_id=7)
+
+
+def test_a_list_answers_an_etag_that_gives_304_until_a_task_changes(api, auth):
+    task = api.create_task(auth, title="one")
+    query = {"status": "pending", "limit": 5}
+    first = api.client.get("/api/v1/tasks", params=query, headers=auth)
+    tag = first.headers["etag"]
+    assert tag.startswith('W/"')
+
+    def revalidate(etag: str, **params: Any) -> Any:
+        headers = {**auth, "If-None-Match": etag}
+        return api.client.get("/api/v1/tasks", params=params or query, headers=headers)
+
+    unchanged = revalidate(tag)
+    assert unchanged.status_code == 304
+    assert unchanged.content == b""
+    assert unchanged.headers["etag"] == tag
+    # Another account's writes are not yours.
+    api.create_task(api.user(), title="someone else's")
+    assert revalidate(tag).status_code == 304
+    # Another list's tag does not revalidate this one.
+    assert revalidate(tag, limit=6).status_code == 200
+    # Any write of yours, even to a task this page does not show, is a 200 with a new tag.
+    for write in (
+        lambda: api.client.patch(
+            f"/api/v1/tasks/{task['id']}",
+            json={"status": "completed"},
+            headers={**auth, "Content-Type": "application/merge-patch+json"},
+        ),
+        lambda: api.create_task(auth, title="two"),
+        lambda: api.client.delete(f"/api/v1/tasks/{task['id']}", headers=auth),
+    ):
+        write()
+        changed = revalidate(tag)
+        assert changed.status_code == 200
+        assert changed.headers["etag"] != tag
+        tag = changed.headers["etag"]
+        assert revalidate(tag).status_code == 304

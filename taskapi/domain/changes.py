@@ -43,9 +43,11 @@ from sqlalchemy import (
     Select,
     bindparam,
     cast,
+    exists,
     literal,
     literal_column,
     null,
+    or_,
     select,
     true,
     tuple_,
@@ -182,11 +184,32 @@ def read(c: Connection, position: Position, *, limit: int) -> Changes:
     )
 
 
+def changed_since(c: Connection, *, owner_id: int, floor: int) -> bool:
+    """Whether any of the owner's tasks may have been created, changed or deleted since a read
+    whose floor was `floor` (a change that read already saw may answer True; a change it did
+    not see never answers False). One statement, on the feed's indexes."""
+    values = {"owner_id": owner_id, "floor": floor}
+    return bool(c.scalar(_CHANGED_SINCE, values))
+
+
 def floor(dialect: str) -> ColumnElement[int]:
     """The stamp below which no change can still commit, read in the statement's snapshot."""
     if dialect == "postgresql":
         return literal_column("(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint", BigInteger)
     return select(CHANGE_CLOCK.c.value).scalar_subquery() + 1
+
+
+_CHANGED_SINCE = select(
+    or_(
+        exists().where(
+            TASKS.c.user_id == bindparam("owner_id"), TASKS.c.change_id >= bindparam("floor")
+        ),
+        exists().where(
+            TASK_TOMBSTONES.c.user_id == bindparam("owner_id"),
+            TASK_TOMBSTONES.c.change_id >= bindparam("floor"),
+        ),
+    )
+)
 
 
 @functools.cache

@@ -34,7 +34,7 @@ from sqlalchemy import (
     tuple_,
 )
 
-from taskapi.domain import timestamps
+from taskapi.domain import changes, timestamps
 from taskapi.domain.errors import InvalidInput
 from taskapi.storage.rows import TaskView
 from taskapi.storage.schema import (
@@ -94,6 +94,8 @@ class Page:
     # The size of the filtered set; only counted for offset pages.
     total: int | None
     next_cursor: str | None
+    # The change feed's floor when the page was read (domain/changes.py): the list's ETag.
+    floor: int
 
 
 def list_owned(c: Connection, *, owner_id: int, query: ListQuery) -> Page:
@@ -108,20 +110,28 @@ def list_owned(c: Connection, *, owner_id: int, query: ListQuery) -> Page:
         sort, last_key, last_id = decode_cursor(query.cursor)
         values |= {"last_key": last_key, "last_id": last_id, "limit": query.limit + 1}
         statement = _cursor_statement(_Shape(dialect, sort, filters, last_key is None))
+        # Before the page: a floor read earlier is lower, never higher (changes.floor).
+        seen_floor = int(c.scalar(_floor_statement(dialect)))
         rows = list(c.execute(statement, values))
         more = len(rows) > query.limit
         rows = rows[: query.limit]
-        return Page(rows, None, _encode(rows[-1], sort) if more else None)
+        return Page(rows, None, _encode(rows[-1], sort) if more else None, seen_floor)
 
     page, count = _offset_statements(_Shape(dialect, query.sort, filters))
+    counted, seen_floor = c.execute(count, values).one()
     # PostgreSQL's sum of a bigint is a numeric.
-    total = int(c.scalar(count, values) or 0)
+    total = int(counted or 0)
     offset = (query.page - 1) * query.limit
     if offset >= total:
-        return Page([], total, None)
+        return Page([], total, None, seen_floor)
     rows = list(c.execute(page, {**values, "offset": offset}))
     more = offset + len(rows) < total
-    return Page(rows, total, _encode(rows[-1], query.sort) if more else None)
+    return Page(rows, total, _encode(rows[-1], query.sort) if more else None, seen_floor)
+
+
+@functools.cache
+def _floor_statement(dialect: str) -> Select[Any]:
+    return select(changes.floor(dialect))
 
 
 @dataclass(frozen=True)
@@ -182,7 +192,7 @@ class _Shape:
 
 
 @functools.lru_cache(maxsize=512)
-def _offset_statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
+def _offset_statements(shape: _Shape) -> tuple[Select[Any], Select[Any, int]]:
     """An offset page of `shape`, and the size of its filtered set."""
     where = _where(shape)
     return _rows(shape).where(*where).offset(bindparam("offset")), _total(shape, where)
@@ -207,13 +217,14 @@ def _rows(shape: _Shape) -> Select[Any]:
     return select(*TASKS.c).order_by(*_order(key, shape.sort)).limit(bindparam("limit"))
 
 
-def _total(shape: _Shape, where: list[ColumnElement[bool]]) -> Select[Any]:
+def _total(shape: _Shape, where: list[ColumnElement[bool]]) -> Select[Any, int]:
     """The size of the filtered set: from task_counts when it can tell, else counted."""
+    floor = changes.floor(shape.dialect)
     if not COUNTED_FILTERS.issuperset(shape.filters):
-        return select(func.count()).select_from(TASKS).where(*where)
+        return select(func.count(), floor).select_from(TASKS).where(*where)
     counts = [TASK_COUNTS.c.user_id == bindparam("owner_id")]
     counts += [TASK_COUNTS.c[name] == bindparam(name) for name in shape.filters]
-    return select(func.sum(TASK_COUNTS.c.n)).where(*counts)
+    return select(func.sum(TASK_COUNTS.c.n), floor).where(*counts)
 
 
 def _sort_key(sort: Sort, dialect: str) -> ColumnElement[Any]:

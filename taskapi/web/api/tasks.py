@@ -81,7 +81,11 @@ def list_tasks(user: int, **params: Unpack[spec_types.ListTasksParametersQuery])
         limit=params["limit"],
         cursor=params.get("cursor"),
     )
+    key = conditional.list_key(user, flask.request.args.items(multi=True))
+    held = conditional.list_floor(flask.request.headers.get("If-None-Match"), key)
     with context.services().db.reading() as c:
+        if held is not None and not changes.changed_since(c, owner_id=user, floor=held):
+            return empty(304, {"ETag": conditional.list_etag(held, key)})
         page = listing.list_owned(c, owner_id=user, query=query)
     meta: spec_types.PageMeta = {"limit": query.limit, "next_cursor": page.next_cursor}
     if page.total is not None:
@@ -89,7 +93,8 @@ def list_tasks(user: int, **params: Unpack[spec_types.ListTasksParametersQuery])
         meta["total_count"] = page.total
         meta["total_pages"] = math.ceil(page.total / query.limit)
     data = [task_json(t) for t in page.tasks]
-    return ok(data, meta=meta, headers={"Link": _link_header(query, meta)})
+    headers = {"Link": _link_header(query, meta), "ETag": conditional.list_etag(page.floor, key)}
+    return ok(data, meta=meta, headers=headers)
 
 
 def _link_header(query: listing.ListQuery, meta: spec_types.PageMeta) -> str:

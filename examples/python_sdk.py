@@ -4,7 +4,8 @@
     python examples/python_sdk.py http://localhost:8080
 
 Signs up a new account, logs in, then creates, lists, updates and deletes tasks, printing a
-line per step. Every function and model below is generated from openapi/openapi.yaml.
+line per step, while keeping a copy of the account's tasks in sync through the change feed.
+Every function and model below is generated from openapi/openapi.yaml.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from task_api_client.api.tasks import (
     create_task_batch,
     delete_task,
     get_task,
+    get_task_changes,
     list_tasks,
     update_task,
 )
@@ -29,11 +31,13 @@ from task_api_client.models import (
     LoginRequest,
     Problem,
     RegisterRequest,
+    Task,
     TaskBatch,
     TaskInput,
     TaskPriority,
     TaskStatus,
 )
+from task_api_client.types import UNSET, Unset
 
 T = TypeVar("T")
 
@@ -45,6 +49,22 @@ def expect(result: T | Problem | None, action: str) -> T:
     if result is None:
         raise SystemExit(f"{action}: an undocumented response")
     return result
+
+
+def sync(client: AuthenticatedClient, copy: dict[int, Task], since: str | Unset) -> tuple[str, int]:
+    """Bring `copy` up to date from `since` (UNSET: from nothing), page by page, in order:
+    upsert each task, drop each deleted id. The next `since`, and how many deletes came."""
+    deletes = 0
+    while True:
+        page = expect(get_task_changes.sync(client=client, since=since, limit=100), "sync")
+        for changed in page.data.tasks:
+            copy[changed.id] = changed
+        for gone in page.data.deleted:
+            copy.pop(gone.id, None)
+        deletes += len(page.data.deleted)
+        since = page.meta.next_since
+        if not page.meta.has_more:
+            return since, deletes
 
 
 def main(base_url: str) -> None:
@@ -61,6 +81,9 @@ def main(base_url: str) -> None:
         print(f"logged in, token expires in {session.expires_in} s")
 
     with AuthenticatedClient(base_url=base_url, token=session.token) as client:
+        copy: dict[int, Task] = {}
+        since, _ = sync(client, copy, UNSET)
+
         report = TaskInput(
             title="Write the report",
             priority=TaskPriority.HIGH,
@@ -95,6 +118,13 @@ def main(base_url: str) -> None:
         gone = get_task.sync(client=client, id=task.id)
         if isinstance(gone, Problem):
             print(f"task {task.id} is gone: {gone.status} {gone.detail}")
+
+        since, deletes = sync(client, copy, since)
+        listed = expect(list_tasks.sync(client=client, limit=100), "list").data
+        if {t.id: t.to_dict() for t in listed} != {i: t.to_dict() for i, t in copy.items()}:
+            raise SystemExit("the synced copy differs from the list")
+        kept = ", ".join(sorted(t.title for t in copy.values()))
+        print(f"synced copy: {kept}; {deletes} deleted since the first sync; same as the list")
 
 
 if __name__ == "__main__":

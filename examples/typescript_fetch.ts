@@ -6,12 +6,14 @@
 //   node build/examples/typescript_fetch.js http://localhost:8080
 //
 // Signs up a new account, logs in, then creates, lists, updates and deletes tasks, printing a
-// line per step. Paths, parameters and bodies are checked against the spec when compiled.
+// line per step, while keeping a copy of the account's tasks in sync through the change feed.
+// Paths, parameters and bodies are checked against the spec when compiled.
 import { randomUUID } from "node:crypto";
 import createClient from "openapi-fetch";
 import type { components, paths } from "../build/ts/taskapi.d.ts";
 
 type Problem = components["schemas"]["Problem"];
+type Task = components["schemas"]["Task"];
 
 /** The success body; a documented error (a Problem) ends the example with its detail. */
 function expect<T>(result: { data?: T; error?: Problem }, action: string): T {
@@ -40,6 +42,24 @@ const api = createClient<paths>({
   baseUrl,
   headers: { Authorization: `${login.data.token_type} ${login.data.token}` },
 });
+
+/** Brings `copy` up to date from `since` (none: from nothing), page by page, in order: upsert
+ * each task, drop each deleted id. The next `since`, and how many deletes came. */
+async function sync(copy: Map<number, Task>, since?: string): Promise<[string, number]> {
+  let deletes = 0;
+  for (;;) {
+    const query = { limit: 100, ...(since === undefined ? {} : { since }) };
+    const page = expect(await api.GET("/api/v1/tasks/changes", { params: { query } }), "sync");
+    for (const changed of page.data.tasks) copy.set(changed.id, changed);
+    for (const gone of page.data.deleted) copy.delete(gone.id);
+    deletes += page.data.deleted.length;
+    since = page.meta.next_since;
+    if (!page.meta.has_more) return [since, deletes];
+  }
+}
+
+const copy = new Map<number, Task>();
+let [since] = await sync(copy);
 
 const report = {
   title: "Write the report",
@@ -79,3 +99,13 @@ const gone = await api.GET("/api/v1/tasks/{id}", { params: { path } });
 if (gone.error) {
   console.log(`task ${task.id} is gone: ${gone.error.status} ${gone.error.detail}`);
 }
+
+let deletes: number;
+[since, deletes] = await sync(copy, since);
+const listed = expect(await api.GET("/api/v1/tasks", { params: { query: { limit: 100 } } }), "list");
+const same =
+  listed.data.length === copy.size &&
+  listed.data.every((t) => JSON.stringify(t) === JSON.stringify(copy.get(t.id)));
+if (!same) throw new Error("the synced copy differs from the list");
+const kept = [...copy.values()].map((t) => t.title).sort().join(", ");
+console.log(`synced copy: ${kept}; ${deletes} deleted since the first sync; same as the list`);

@@ -9,8 +9,9 @@ they do in a reader's terminal. Each command's output is checked against its pag
 - a trailing `# 204` (a status code) must be the command's last line of output, a trailing
   `# Header-Name: value` a line of it, and a trailing `# word` (one word) must appear in it;
   a comment in prose claims nothing;
-- a command that calls curl or jq must print something, never a bare `null`, and never a
-  problem document (`"success": false`) that the page does not show;
+- a command that calls curl or jq must print something (unless it sends its output to
+  /dev/null), never a bare `null`, and never a problem document (`"success": false`) that
+  the page does not show;
 - a variable set from a command (`TOKEN=$(...)`) must not come out empty or `null`.
 
 No maintained tool runs fenced shell blocks in one shared shell and checks their output this
@@ -270,7 +271,8 @@ def check(step: Step) -> list[str]:
         return messages
     if step.kind == "python":
         return messages if lines else ["printed nothing"]
-    if re.search(r"\b(curl|jq)\b", step.text):
+    silenced = re.search(r"-o /dev/null|>\s*/dev/null", step.text) and " -w " not in step.text
+    if re.search(r"\b(curl|jq)\b", step.text) and not silenced:
         if not lines:
             messages.append("printed nothing")
         if any(line.strip() == "null" for line in lines):

@@ -166,6 +166,7 @@ def test_the_make_targets_and_commands_the_docs_name_exist(page):
 
 @pytest.mark.parametrize("page", PAGES, ids=ids(PAGES))
 def test_the_list_fields_the_docs_name_exist(page):
-    fields = set(load_spec()["components"]["schemas"]["PageMeta"]["properties"])
+    schemas = load_spec()["components"]["schemas"]
+    fields = {*schemas["PageMeta"]["properties"], *schemas["ChangesMeta"]["properties"]}
     named = {m for s in spans(page) for m in re.findall(r"\bmeta\.(\w+)", s)}
     assert named <= fields, named - fields

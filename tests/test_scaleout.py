@@ -26,6 +26,7 @@ from alembic.script import ScriptDirectory
 from prometheus_client.parser import text_string_to_metric_families
 
 from taskapi.resources import migrations_path
+from tests.change_feed_load import check_sync_under_writers
 from tests.conftest import PASSWORD, assert_problem
 from tests.fleet import (
     Fleet,
@@ -372,3 +373,9 @@ def test_a_replica_killed_mid_load_loses_no_acknowledged_write(fleet, sql, figur
         f"killed replica {len(after_kill) + len(cut_off)} ({len(cut_off)} cut off mid-flight), "
         f"non-201 from the others 0 of {len(survivors)}"
     )
+
+
+def test_a_client_syncing_through_every_replica_misses_no_write_made_through_any(fleet):
+    """The change feed's guarantee (tests/test_changes_live.py) with the writers spread over
+    the replicas and the syncing client asking each replica in turn."""
+    check_sync_under_writers([str(client.base_url).rstrip("/") for client in fleet.clients])

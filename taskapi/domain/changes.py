@@ -37,20 +37,20 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ColumnElement,
     Connection,
     Integer,
     Select,
     bindparam,
-    cast,
     exists,
-    literal,
     literal_column,
     null,
     or_,
     select,
     true,
     tuple_,
+    type_coerce,
     union_all,
 )
 
@@ -217,19 +217,21 @@ def _statement(dialect: str, tombstones: bool) -> Select[Any]:
     owner = bindparam("owner_id", type_=BigInteger)
     after = tuple_(bindparam("after_change"), bindparam("after_id"))
     task_columns = [c for c in TASKS.c if c.key != "change_id"]
+    # Literals and bare NULLs, not bound parameters and casts: the statement is planned on
+    # every poll, and the smaller it is, the less that costs.
     changed = select(
-        literal(False).label("gone"),
+        literal_column("false", Boolean).label("gone"),
         TASKS.c.change_id,
         *task_columns,
-        cast(null(), TASK_TOMBSTONES.c.deleted_at.type).label("deleted_at"),
+        type_coerce(null(), TASK_TOMBSTONES.c.deleted_at.type).label("deleted_at"),
     ).where(TASKS.c.user_id == owner, tuple_(TASKS.c.change_id, TASKS.c.id) > after)
     parts: Sequence[Select[Any]] = [changed]
     if tombstones:
         gone = select(
-            literal(True).label("gone"),
+            literal_column("true", Boolean).label("gone"),
             TASK_TOMBSTONES.c.change_id,
             TASK_TOMBSTONES.c.task_id.label("id"),
-            *[cast(null(), c.type).label(c.key) for c in task_columns if c.key != "id"],
+            *[null().label(c.key) for c in task_columns if c.key != "id"],
             TASK_TOMBSTONES.c.deleted_at,
         ).where(
             TASK_TOMBSTONES.c.user_id == owner,

@@ -120,6 +120,68 @@ def measure_sort(
     }
 
 
+FEED_PAGE = 100
+# A thousand changes after a client's last sync, in one transaction, spread over the tasks.
+CHANGE_TASKS = sa.text(
+    """
+    UPDATE tasks SET title = title || ' (changed)', version = version + 1
+    WHERE user_id = :user_id AND id % (:rows / 1000) = 0
+    """
+)
+
+
+def measure_feed(
+    base_url: str, database_url: str, account: client.Account, *, rows: int, samples: int
+) -> dict[str, Any]:
+    """Pages of a full sync from nothing, then the pages of a sync after 1,000 changes."""
+    with client.api_client(base_url) as api:
+        headers = {"Authorization": f"Bearer {client.login(api, account)}"}
+
+        def page(params: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+            started = time.perf_counter()
+            response = api.get("/api/v1/tasks/changes", params=params, headers=headers)
+            elapsed = (time.perf_counter() - started) * 1000
+            response.raise_for_status()
+            return elapsed, response.json()
+
+        full: list[float] = []
+        params: dict[str, Any] = {"limit": FEED_PAGE}
+        for _ in range(samples):
+            elapsed, body = page(params)
+            full.append(elapsed)
+            params = {"limit": FEED_PAGE, "since": body["meta"]["next_since"]}
+        # Up to date: the end of the feed, in pages of 1,000 (not timed).
+        params = {"limit": 1000}
+        while True:
+            _, body = page(params)
+            params = {"limit": 1000, "since": body["meta"]["next_since"]}
+            if not body["meta"]["has_more"]:
+                break
+        since = body["meta"]["next_since"]
+        database = postgres.engine(database_url)
+        try:
+            with database.begin() as conn:
+                conn.execute(CHANGE_TASKS, {"user_id": account.id, "rows": rows})
+        finally:
+            database.dispose()
+        after: list[float] = []
+        changed = 0
+        params = {"limit": FEED_PAGE, "since": since}
+        while True:
+            elapsed, body = page(params)
+            after.append(elapsed)
+            changed += len(body["data"]["tasks"])
+            params = {"limit": FEED_PAGE, "since": body["meta"]["next_since"]}
+            if not body["meta"]["has_more"]:
+                break
+    return {
+        "page_size": FEED_PAGE,
+        "full_sync_pages": latency_summary(full),
+        "after_changes": changed,
+        "after_changes_pages": latency_summary(after),
+    }
+
+
 def run(base_url: str, database_url: str, *, rows: int, samples: int) -> dict[str, Any]:
     """The whole scenario on a server with an empty database."""
     with client.api_client(base_url) as api:
@@ -133,7 +195,10 @@ def run(base_url: str, database_url: str, *, rows: int, samples: int) -> dict[st
         for sort in (key, f"-{key}"):
             print(f"   sort={sort}", flush=True)
             sorts.append(measure_sort(base_url, account, sort, rows=rows, samples=samples))
+    print("   the change feed", flush=True)
+    feed = measure_feed(base_url, database_url, account, rows=rows, samples=samples)
     return {
+        "feed": feed,
         "rows": rows,
         "samples": samples,
         "middle_page": middle_page(rows),

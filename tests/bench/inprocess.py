@@ -31,7 +31,7 @@ from taskapi.app import create_app
 from taskapi.config import Settings
 from taskapi.storage import migrate
 
-SCENARIOS = ("health", "list", "get", "create", "update")
+SCENARIOS = ("health", "list", "get", "sync", "create", "update")
 WARMUP = 200
 Request = tuple[str, str, bytes, list[tuple[bytes, bytes]], bytes]
 
@@ -130,10 +130,14 @@ async def scenarios(client: InProcessClient) -> dict[str, Request]:
         _, body = await client.request("POST", "/api/v1/tasks", b"", auth, b'{"title":"t%d"}' % i)
         task_ids.append(json.loads(body)["data"]["id"])
     task = f"/api/v1/tasks/{task_ids[0]}"
+    _, body = await client.request("GET", "/api/v1/tasks/changes", b"limit=1000", auth, b"")
+    since = json.loads(body)["meta"]["next_since"].encode()
     return {
         "health": ("GET", "/health", b"", [], b""),
         "list": ("GET", "/api/v1/tasks", b"limit=20", auth, b""),
         "get": ("GET", task, b"", auth, b""),
+        # A poll of the change feed with nothing new.
+        "sync": ("GET", "/api/v1/tasks/changes", b"since=" + since, auth, b""),
         "create": ("POST", "/api/v1/tasks", b"", auth, b'{"title":"bench","priority":"low"}'),
         "update": (
             "PUT",

@@ -10,12 +10,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.bench import client
 from tests.bench.postgres import SessionCounter
 from tests.bench.target import Target
 
 # In this order: list runs before create grows A's tasks by thousands.
-SCENARIOS = ("health", "list", "get", "create", "update")
+# sync before the writes: it times a poll with nothing new.
+SCENARIOS = ("health", "list", "get", "sync", "create", "update")
 LUA_SCRIPT = Path(__file__).with_name("scenario.lua")
 WRK_TIMEOUT = "10s"
 
@@ -68,6 +71,20 @@ def run_wrk(
     return figures
 
 
+def up_to_date(api: httpx.Client, token: str) -> str:
+    """A change-feed position with nothing after it: a full sync, followed to its end."""
+    params: dict[str, Any] = {"limit": 1000}
+    while True:
+        response = api.get(
+            "/api/v1/tasks/changes", params=params, headers={"Authorization": f"Bearer {token}"}
+        )
+        response.raise_for_status()
+        meta = response.json()["meta"]
+        params = {"limit": 1000, "since": meta["next_since"]}
+        if not meta["has_more"]:
+            return str(meta["next_since"])
+
+
 def measure(
     target: Target,
     scenario: str,
@@ -82,7 +99,9 @@ def measure(
     ids_file.write_text("".join(f"{task_id}\n" for task_id in seeded.task_ids_a))
     with client.api_client(target.base_url) as api:
         token = client.login(api, seeded.a)
+        since = up_to_date(api, token) if scenario == "sync" else ""
     env = {
+        "BENCH_SINCE": since,
         "BENCH_TOKEN": token,
         "BENCH_IDS": str(ids_file),
         "BENCH_SUMMARY": str(workdir / f"wrk-{scenario}.json"),

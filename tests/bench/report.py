@@ -110,6 +110,21 @@ def deep_table(deep: dict[str, Any]) -> str:
     return markdown_table(headers, rows)
 
 
+def feed_table(feed: dict[str, Any]) -> str:
+    rows = [
+        (f"full sync, pages of {feed['page_size']}", *_summary(feed["full_sync_pages"])),
+        (
+            f"after {feed['after_changes']:,} changes, pages of {feed['page_size']}",
+            *_summary(feed["after_changes_pages"]),
+        ),
+    ]
+    return markdown_table(("sync", "pages", "p50 ms", "p99 ms", "max ms"), rows)
+
+
+def _summary(latency: dict[str, Any]) -> tuple[Any, ...]:
+    return latency["count"], latency["p50_ms"], latency["p99_ms"], latency["max_ms"]
+
+
 def flood_tables(flood: dict[str, Any]) -> str:
     probe_rows = [
         (f"{path} ({phase})", s["count"], s["p50_ms"], s["p99_ms"], s["max_ms"], s["errors"])
@@ -142,6 +157,8 @@ def sections(results: dict[str, Any]) -> list[tuple[str, str]]:
     if results.get("deep"):
         rows = results["deep"]["rows"]
         found.append((f"Deep listing ({rows:,} tasks, one worker)", deep_table(results["deep"])))
+        if "feed" in results["deep"]:
+            found.append((f"Change feed ({rows:,} tasks)", feed_table(results["deep"]["feed"])))
     return found
 
 

@@ -1,8 +1,9 @@
 -- The wrk side of tests/bench/run.py: one scenario per wrk run.
 --
--- Environment: BENCH_SCENARIO (health, list, get, create, update), BENCH_TOKEN (user A's
--- access token), BENCH_IDS (a file with A's task ids, one a line) and BENCH_SUMMARY (where
--- done() writes the run's figures as JSON).
+-- Environment: BENCH_SCENARIO (health, list, get, sync, create, update), BENCH_TOKEN (user
+-- A's access token), BENCH_IDS (a file with A's task ids, one a line), BENCH_SINCE (for sync:
+-- a change-feed position that is up to date) and BENCH_SUMMARY (where done() writes the run's
+-- figures as JSON).
 --
 -- wrk's own error count only starts at status 400, so every response outside 2xx is counted
 -- here, per thread; done() adds the threads' counts up.
@@ -11,6 +12,7 @@ local scenario = os.getenv("BENCH_SCENARIO") or "health"
 local token = os.getenv("BENCH_TOKEN") or ""
 local ids_path = os.getenv("BENCH_IDS")
 local summary_path = os.getenv("BENCH_SUMMARY")
+local since = os.getenv("BENCH_SINCE") or ""
 
 local STATUSES = { "pending", "in_progress", "completed" }
 local PRIORITIES = { "low", "medium", "high" }
@@ -52,6 +54,9 @@ function init(args)
     fixed_request = wrk.format("GET", "/health", {})
   elseif scenario == "list" then
     fixed_request = wrk.format("GET", "/api/v1/tasks?limit=20", auth_headers)
+  elseif scenario == "sync" then
+    -- A client polling the change feed when nothing changed: the common case.
+    fixed_request = wrk.format("GET", "/api/v1/tasks/changes?since=" .. since, auth_headers)
   end
 end
 

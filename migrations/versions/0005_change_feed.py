@@ -9,7 +9,8 @@ Every insert and update of a task stamps `tasks.change_id`, and every delete lea
 (change_id, id) order (taskapi/domain/changes.py says why that order misses nothing).
 
 On PostgreSQL the stamp is the writing transaction's id (`pg_current_xact_id()`): no counter,
-so concurrent writers of one account never wait for each other. SQLite has one writer at a
+so concurrent writers of one account never wait for each other; a page of the feed is a
+function, `task_changes()`, whose plan PL/pgSQL keeps. SQLite has one writer at a
 time, so a counter (`change_clock`, one row) is exact there and costs no waiting.
 
 Triggers stamp, in the writing transaction, for every write, SQL run by hand included. An
@@ -51,6 +52,49 @@ END
 $$
 """,
 }
+# One page of the feed (taskapi/domain/changes.py), as a function: PL/pgSQL keeps its plan, and
+# a poll with nothing new, the common case, is not planned again each time.
+POSTGRESQL_FEED_FUNCTION = """
+CREATE FUNCTION task_changes(
+    owner bigint, after_change bigint, after_id bigint, page_size integer, with_tombstones boolean
+) RETURNS TABLE (
+    changes_purged_through bigint, floor bigint, gone boolean, change_id bigint, id bigint,
+    user_id bigint, title varchar, description text, status varchar, priority varchar,
+    due_date timestamptz, version integer, created_at timestamptz, updated_at timestamptz,
+    deleted_at timestamptz
+) LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT u.changes_purged_through, (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint,
+           p.gone, p.change_id, p.id, p.user_id, p.title, p.description, p.status, p.priority,
+           p.due_date, p.version, p.created_at, p.updated_at, p.deleted_at
+    FROM users AS u
+    LEFT JOIN LATERAL (
+        SELECT * FROM (
+            (SELECT false AS gone, t.change_id, t.id, t.user_id, t.title, t.description,
+                    t.status, t.priority, t.due_date, t.version, t.created_at, t.updated_at,
+                    NULL::timestamptz AS deleted_at
+             FROM tasks AS t
+             WHERE t.user_id = owner AND (t.change_id, t.id) > (after_change, after_id)
+             ORDER BY t.change_id, t.id LIMIT page_size)
+            UNION ALL
+            (SELECT true, b.change_id, b.task_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                    NULL, NULL, b.deleted_at
+             FROM task_tombstones AS b
+             WHERE with_tombstones AND b.user_id = owner
+               AND (b.change_id, b.task_id) > (after_change, after_id)
+             ORDER BY b.change_id, b.task_id LIMIT page_size)
+        ) AS merged
+        ORDER BY merged.change_id, merged.id LIMIT page_size
+    ) AS p ON true
+    WHERE u.id = owner
+    ORDER BY p.change_id, p.id;
+END
+$$
+"""
+POSTGRESQL_FEED_SIGNATURE = "task_changes(bigint, bigint, bigint, integer, boolean)"
+
 POSTGRESQL_TRIGGERS = {
     "task_change_stamp": "BEFORE INSERT OR UPDATE ON tasks FOR EACH ROW "
     "EXECUTE FUNCTION task_change_stamp()",
@@ -120,6 +164,7 @@ def upgrade() -> None:
             op.execute(body)
         for name, event in POSTGRESQL_TRIGGERS.items():
             op.execute(f"CREATE TRIGGER {name} {event}")
+        op.execute(POSTGRESQL_FEED_FUNCTION)
     else:
         op.create_table("change_clock", sa.Column("value", sa.BigInteger(), nullable=False))
         op.execute("INSERT INTO change_clock (value) VALUES (0)")
@@ -133,6 +178,7 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER {name} ON tasks")
         for name in POSTGRESQL_FUNCTIONS:
             op.execute(f"DROP FUNCTION {name}()")
+        op.execute(f"DROP FUNCTION {POSTGRESQL_FEED_SIGNATURE}")
     else:
         for name in SQLITE_TRIGGERS:
             op.execute(f"DROP TRIGGER {name}")

@@ -115,5 +115,6 @@ def test_the_command_purges_once(abandoned, settings, monkeypatch, capsys):
     monkeypatch.setenv("JWT_SECRET", JWT_SECRET)
     assert main(["db", "purge"]) == 0
     assert capsys.readouterr().out == (
-        "expired rows deleted: refresh_tokens 0, idempotency_keys 1, revoked_access_tokens 0\n"
+        "expired rows deleted: refresh_tokens 0, idempotency_keys 1, revoked_access_tokens 0, "
+        "task_tombstones 0\n"
     )

@@ -1,10 +1,10 @@
 """`taskapi serve`: uvicorn with TaskAPI's workers, logs, metrics listener and shutdown.
 
 Before uvicorn starts its workers this process prepares what they share: the Prometheus
-multiprocess directory (a fresh one of its own unless PROMETHEUS_MULTIPROC_DIR names one,
-which is emptied: files left by an earlier run would add stale counts), the worker count
-(exported, so each worker sizes its bcrypt slots), and the `/metrics` listener on
-METRICS_PORT, which adds up every worker's values and is not on the API's port.
+multiprocess directory (taskapi/ops/metrics_directory.py; set before prometheus-client is
+imported, so that with one worker, which serves in this very process, the values go to files
+too), the worker count (exported, so each worker sizes its bcrypt slots), and the `/metrics`
+listener on METRICS_PORT, which adds up every process's values and is not on the API's port.
 
 With more than one worker this process supervises them (uvicorn's supervisor), and on SIGTERM
 it passes the signal on and lets go of the listening socket, so that once the workers have
@@ -18,16 +18,14 @@ import logging
 import logging.config
 import os
 import shutil
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 from taskapi.config import Settings
+from taskapi.ops import metrics_directory
 from taskapi.ops.logs import log_config
-from taskapi.ops.metrics import MULTIPROC_ENV, multiprocess_registry, serve_metrics
 from taskapi.web.framework import deferred_imports
 from taskapi.web.framework.uvicorn import ConnectionLimits, ServerConfig, Supervisor
 
@@ -76,7 +74,7 @@ def serve(
         header_timeout=settings.header_timeout,
         max_connections=settings.max_connections,
     )
-    metrics_dir, created = _metrics_directory()
+    metrics_dir, created = metrics_directory.prepare()
     try:
         if settings.metrics_port:
             _start_metrics_listener(host, settings.metrics_port)
@@ -118,21 +116,11 @@ def serving_app() -> TaskAPI:
     return app
 
 
-def _metrics_directory() -> tuple[Path, bool]:
-    """The multiprocess directory, emptied or new, and whether this process created it."""
-    given = os.environ.get(MULTIPROC_ENV)
-    if given:
-        directory = Path(given)
-        directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("*.db"):
-            stale.unlink()
-        return directory, False
-    directory = Path(tempfile.mkdtemp(prefix="taskapi-metrics-"))
-    os.environ[MULTIPROC_ENV] = str(directory)
-    return directory, True
-
-
 def _start_metrics_listener(host: str, port: int) -> None:
+    # Imported here, after metrics_directory.prepare(): prometheus-client reads the
+    # directory's variable once, when first imported.
+    from taskapi.ops.metrics import multiprocess_registry, serve_metrics
+
     try:
         serve_metrics(host, port, multiprocess_registry())
     except OSError as error:

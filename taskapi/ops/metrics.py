@@ -34,7 +34,9 @@ from prometheus_client.exposition import ThreadingWSGIServer
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from taskapi.ops import metrics_directory
+from taskapi.ops.metrics_directory import MULTIPROC_ENV
+
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -175,9 +177,11 @@ def multiprocess_registry() -> CollectorRegistry:
 
 @contextmanager
 def worker_process() -> Iterator[None]:
-    """Around a worker's life: on exit its live gauges leave the shared directory."""
+    """Around a worker's life: on exit its live gauges leave the shared directory, and the
+    directory goes too if this process made it (one worker)."""
     try:
         yield
     finally:
         if os.environ.get(MULTIPROC_ENV):
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+            metrics_directory.release()

@@ -1,0 +1,108 @@
+"""`/metrics` counts what `taskapi serve` served, with one worker as with several, and a
+server's multiprocess directory does not outlive it, even when it is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import JWT_SECRET
+from tests.serving import free_port, wait_until_serving
+
+pytestmark = pytest.mark.live
+
+
+@contextmanager
+def served(workdir: Path, workers: int) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    """`taskapi serve --workers N` on SQLite, with a /metrics listener; (API, metrics URL)."""
+    port, metrics_port = free_port(), free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        "DATABASE_URL": f"sqlite:///{workdir / 'taskapi.db'}",
+        "JWT_SECRET": JWT_SECRET,
+        "METRICS_PORT": str(metrics_port),
+        "BCRYPT_ROUNDS": "4",
+        "LOG_LEVEL": "warning",
+        # Where a server makes its multiprocess directory: this test's, to find it again.
+        "TMPDIR": str(workdir),
+    }
+    log = workdir / "server.log"
+    with log.open("a") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "taskapi",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            cwd=workdir,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(base, process, log, timeout=60)
+        yield base, f"http://127.0.0.1:{metrics_port}/metrics", process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def samples(metrics_url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = httpx.get(metrics_url, timeout=10).text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_metrics_count_every_request_with_any_number_of_workers(tmp_path, workers):
+    with served(tmp_path, workers) as (base, metrics_url, _):
+        with httpx.Client(base_url=base, timeout=10) as http:
+            for _ in range(3):
+                assert http.get("/api/v1/tasks").status_code == 401
+            body = {"email": "metrics@example.com", "password": "password123", "name": "Metrics"}
+            assert http.post("/api/v1/auth/register", json=body).status_code == 201
+        seen = samples(metrics_url)
+
+    def value(name: str, **labels: str) -> float | None:
+        return seen.get((name, frozenset(labels.items())))
+
+    assert value("taskapi_requests_total", operation="listTasks", status="401") == 3
+    assert value("taskapi_requests_total", operation="register", status="201") == 1
+    assert value("taskapi_request_duration_seconds_count", operation="listTasks", status="401") == 3
+    buckets = [name for (name, labels) in seen if name == "taskapi_request_duration_seconds_bucket"]
+    assert len(buckets) >= 12
+    assert any(name == "taskapi_db_connections_in_use" for name, _ in seen)
+    assert any(name == "taskapi_bcrypt_busy" for name, _ in seen)
+
+
+def test_a_killed_servers_metrics_directory_is_removed_by_the_next_one(tmp_path):
+    with served(tmp_path, 2) as (_, _, process):
+        (directory,) = tmp_path.glob("taskapi-metrics-*")
+        assert any(directory.iterdir())
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    assert directory.exists()  # nobody was left to remove it
+    with served(tmp_path, 1):
+        assert not directory.exists()
+        (current,) = tmp_path.glob("taskapi-metrics-*")
+    assert not current.exists()  # a server that stops removes its own

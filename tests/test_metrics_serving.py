@@ -21,17 +21,40 @@ from tests.serving import free_port, wait_until_serving
 pytestmark = pytest.mark.live
 
 
+ROOT = Path(__file__).resolve().parent.parent
+# The Kubernetes manifests' settings (the image's are TASKAPI_ENV=production and its defaults,
+# the same but for what the manifests add), less what points at the cluster's other services.
+MANIFESTS = ROOT / "deploy" / "k8s" / "base" / "config.env"
+CLUSTER_ONLY = {"SERVER_PORT", "METRICS_PORT", "REDIS_URL", "SHUTDOWN_DRAIN_SECONDS"}
+
+
+def manifest_settings() -> dict[str, str]:
+    settings = {}
+    for line in MANIFESTS.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            if name not in CLUSTER_ONLY and not name.startswith("DB_"):
+                settings[name] = value
+    return settings
+
+
 @contextmanager
-def served(workdir: Path, workers: int) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+def served(
+    workdir: Path, workers: int, **settings: str
+) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
     """`taskapi serve --workers N` on SQLite, with a /metrics listener; (API, metrics URL)."""
     port, metrics_port = free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        **settings,
         "DATABASE_URL": f"sqlite:///{workdir / 'taskapi.db'}",
         "JWT_SECRET": JWT_SECRET,
         "METRICS_PORT": str(metrics_port),
-        "BCRYPT_ROUNDS": "4",
+        # Production keeps bcrypt's cost at 12 or more: one registration's worth.
+        **({} if settings.get("TASKAPI_ENV") == "production" else {"BCRYPT_ROUNDS": "4"}),
         "LOG_LEVEL": "warning",
+        # No load balancer here to wait for.
+        "SHUTDOWN_DRAIN_SECONDS": "0",
         # Where a server makes its multiprocess directory: this test's, to find it again.
         "TMPDIR": str(workdir),
     }
@@ -73,9 +96,17 @@ def samples(metrics_url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], fl
     }
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_metrics_count_every_request_with_any_number_of_workers(tmp_path, workers):
-    with served(tmp_path, workers) as (base, metrics_url, _):
+@pytest.mark.parametrize(
+    ("workers", "settings"),
+    [
+        pytest.param(1, {}, id="one-worker"),
+        pytest.param(2, {}, id="two-workers"),
+        pytest.param(1, {"TASKAPI_ENV": "production"}, id="image"),
+        pytest.param(1, manifest_settings(), id="kubernetes"),
+    ],
+)
+def test_metrics_count_every_request_in_every_configuration(tmp_path, workers, settings):
+    with served(tmp_path, workers, **settings) as (base, metrics_url, _):
         with httpx.Client(base_url=base, timeout=10) as http:
             for _ in range(3):
                 assert http.get("/api/v1/tasks").status_code == 401

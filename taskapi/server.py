@@ -17,7 +17,6 @@ import gc
 import logging
 import logging.config
 import os
-import shutil
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -74,7 +73,7 @@ def serve(
         header_timeout=settings.header_timeout,
         max_connections=settings.max_connections,
     )
-    metrics_dir, created = metrics_directory.prepare()
+    metrics_directory.prepare()
     try:
         if settings.metrics_port:
             _start_metrics_listener(host, settings.metrics_port)
@@ -94,8 +93,7 @@ def serve(
     except KeyboardInterrupt:
         pass
     finally:
-        if created:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_directory.release()
 
 
 def serving_app() -> TaskAPI:

@@ -93,7 +93,6 @@ class Position:
     after: tuple[int, int] = START
     floor: int | None = None
     tombstones: bool = False
-    issued_at: int = 0
 
 
 @dataclass(frozen=True)

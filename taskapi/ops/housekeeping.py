@@ -12,9 +12,10 @@ own, so a purge never holds many locks for long; on PostgreSQL one process at a 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
@@ -97,25 +98,22 @@ def purge(
     """Delete every expired row, and with `tombstone_retention` (seconds) the tombstones older
     than that; how many went, by table, or None if another process is purging (PostgreSQL)."""
     now = now or utcnow()
-    purged = dict.fromkeys((table.name for table in EXPIRING), 0)
-    for table in EXPIRING:
-        while True:
-            with db.transaction() as s:
-                if not _claimed(s):
-                    return None
-                deleted = purge_batch(s, table, now=now)
-            purged[table.name] += deleted
-            if deleted < BATCH:
-                break
+    batches: dict[str, Callable[[Connection], int]] = {
+        table.name: functools.partial(purge_batch, table=table, now=now) for table in EXPIRING
+    }
     if tombstone_retention is not None:
-        purged[TASK_TOMBSTONES.name] = 0
         cutoff = now - timedelta(seconds=tombstone_retention)
+        batches[TASK_TOMBSTONES.name] = functools.partial(
+            purge_tombstones_batch, deleted_before=cutoff
+        )
+    purged = dict.fromkeys(batches, 0)
+    for name, batch in batches.items():
         while True:
             with db.transaction() as s:
                 if not _claimed(s):
                     return None
-                deleted = purge_tombstones_batch(s, deleted_before=cutoff)
-            purged[TASK_TOMBSTONES.name] += deleted
+                deleted = batch(s)
+            purged[name] += deleted
             if deleted < BATCH:
                 break
     return purged

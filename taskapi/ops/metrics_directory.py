@@ -19,9 +19,9 @@ PREFIX = "taskapi-metrics-"
 OWNER_FILE = "server.pid"
 
 
-def prepare() -> tuple[Path, bool]:
-    """The multiprocess directory, emptied or new, set in the environment; and whether this
-    process made it (and so removes it when it stops)."""
+def prepare() -> None:
+    """Set the multiprocess directory in the environment: the one given, emptied, or a new
+    one that this process owns (and removes when it stops: release())."""
     given = os.environ.get(MULTIPROC_ENV)
     if given:
         directory = Path(given)
@@ -29,12 +29,11 @@ def prepare() -> tuple[Path, bool]:
         # Files left by an earlier run would add stale counts.
         for stale in directory.glob("*.db"):
             stale.unlink()
-        return directory, False
+        return
     remove_abandoned(Path(tempfile.gettempdir()))
     directory = Path(tempfile.mkdtemp(prefix=PREFIX))
     (directory / OWNER_FILE).write_text(str(os.getpid()))
     os.environ[MULTIPROC_ENV] = str(directory)
-    return directory, True
 
 
 def remove_abandoned(parent: Path) -> list[Path]:
@@ -62,12 +61,9 @@ def _running(pid: int) -> bool:
 
 
 def release() -> None:
-    """Remove the directory if this very process made it.
-
-    For a server with one worker, which serves in the process that made the directory: uvicorn
-    ends that process with the signal it caught once the app has shut down, before any
-    `finally` of the code that started it runs, so the app's shutdown removes it instead.
-    """
+    """Remove the directory if this very process made it: the server, when it stops. With
+    one worker the app's shutdown calls this too, since uvicorn ends that process with the
+    signal it caught before any `finally` of the code that started it runs."""
     given = os.environ.get(MULTIPROC_ENV)
     if not given:
         return

@@ -44,6 +44,7 @@ from taskapi.web.framework.validators import (
     RequestValidationMiddleware,
 )
 from taskapi.web.middleware.admission import Admission, AdmissionMiddleware, default_slots
+from taskapi.web.middleware.auth_failures import AuthFailureLimitMiddleware
 from taskapi.web.middleware.body_limit import BodyLimitMiddleware
 from taskapi.web.middleware.headers import (
     CORSMiddleware,
@@ -72,8 +73,9 @@ def middleware_stack(
       Connexion's Exception (every error becomes a problem response)
         BodyLimit (413, 408), Docs (/openapi.*, /ui/, /redoc)
       ExactRouting (Connexion's, without redirects)
-        Services (for bearer_info)
-      Connexion's Security (bearerAuth: the JWT and the account behind it)
+        [AuthFailureLimit (each refused token counts per IP), when RATE_LIMIT_ENABLED]
+      Connexion's Security (bearerAuth: a login session's JWT and the account behind it;
+        personalAccessToken: a `tapi_` token and its scopes; web/caller.py)
         [RateLimit (per IP, user, email), when RATE_LIMIT_ENABLED]
       RequestValidation (Connexion's, built once per operation)
       [Connexion's ResponseValidation, when VALIDATE_RESPONSES]
@@ -108,6 +110,11 @@ def middleware_stack(
         ),
         DocsMiddleware,
         ExactRoutingMiddleware,
+        *(
+            [partial(AuthFailureLimitMiddleware, limiter=limiter)]
+            if settings.rate_limit_enabled
+            else []
+        ),
         SecurityMiddleware,
         *([partial(RateLimitMiddleware, limiter=limiter)] if settings.rate_limit_enabled else []),
         RequestValidationMiddleware,

@@ -44,7 +44,7 @@ def table_names(url):
 
 
 TABLES_0002 = {"users", "tasks", "refresh_tokens", "revoked_access_tokens", "idempotency_keys"}
-ALL_TABLES = {*TABLES_0002, "task_counts", "task_tombstones"}
+ALL_TABLES = {*TABLES_0002, "task_counts", "task_tombstones", "personal_access_tokens"}
 
 
 def all_tables(url: str) -> set[str]:

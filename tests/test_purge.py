@@ -12,7 +12,13 @@ from taskapi.cli import main
 from taskapi.ops import housekeeping
 from taskapi.storage import migrate
 from taskapi.storage.db import Database
-from taskapi.storage.schema import IDEMPOTENCY_KEYS, REFRESH_TOKENS, REVOKED_ACCESS_TOKENS, utcnow
+from taskapi.storage.schema import (
+    IDEMPOTENCY_KEYS,
+    PERSONAL_ACCESS_TOKENS,
+    REFRESH_TOKENS,
+    REVOKED_ACCESS_TOKENS,
+    utcnow,
+)
 from tests.conftest import JWT_SECRET, base_settings, services_of
 
 
@@ -20,13 +26,19 @@ def counts(db):
     with db.reading() as c:
         return {
             table.name: c.scalar(sa.select(sa.func.count()).select_from(table))
-            for table in (REFRESH_TOKENS, IDEMPOTENCY_KEYS, REVOKED_ACCESS_TOKENS)
+            for table in (
+                REFRESH_TOKENS,
+                IDEMPOTENCY_KEYS,
+                REVOKED_ACCESS_TOKENS,
+                PERSONAL_ACCESS_TOKENS,
+            )
         }
 
 
 @pytest.fixture
 def abandoned(api, auth, services):
-    """An account that refreshed, logged out and sent keyed creates, then never came back."""
+    """An account that refreshed, logged out, sent keyed creates and made a personal access
+    token that expires at once, then never came back."""
     email = api.register("gone@example.com").json()["data"]["email"]
     session = api.login(email).json()["data"]
     token = session["refresh_token"]
@@ -34,6 +46,8 @@ def abandoned(api, auth, services):
         token = api.client.post("/api/v1/auth/refresh", json={"refresh_token": token}).json()[
             "data"
         ]["refresh_token"]
+    pat = {"name": "one second", "scopes": ["tasks:read"], "expires_in": 1}
+    assert api.client.post("/api/v1/auth/tokens", json=pat, headers=auth).status_code == 201
     keyed = {**auth, "Idempotency-Key": "k-1"}
     assert api.client.post("/api/v1/tasks", json={"title": "t"}, headers=keyed).status_code == 201
     logout = api.client.post(
@@ -56,7 +70,12 @@ def test_a_revoked_session_is_purged_an_hour_after_its_logout(abandoned):
     # The logout revoked the 21 tokens of the session; the auth fixture's login stays.
     later = utcnow() + timedelta(hours=1, minutes=1)
     purged = housekeeping.purge(abandoned, now=later)
-    assert purged == {"refresh_tokens": 21, "idempotency_keys": 0, "revoked_access_tokens": 1}
+    assert purged == {
+        "refresh_tokens": 21,
+        "idempotency_keys": 0,
+        "revoked_access_tokens": 1,
+        "personal_access_tokens": 0,
+    }
     assert counts(abandoned)["refresh_tokens"] == 1
 
 
@@ -116,5 +135,5 @@ def test_the_command_purges_once(abandoned, settings, monkeypatch, capsys):
     assert main(["db", "purge"]) == 0
     assert capsys.readouterr().out == (
         "expired rows deleted: refresh_tokens 0, idempotency_keys 1, revoked_access_tokens 0, "
-        "task_tombstones 0\n"
+        "personal_access_tokens 0, task_tombstones 0\n"
     )

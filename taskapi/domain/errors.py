@@ -65,6 +65,11 @@ class TaskNotFound(DomainError):
     message = "Task not found"
 
 
+class TokenNotFound(DomainError):
+    code = "token_not_found"
+    message = "Personal access token not found"
+
+
 class EmailTaken(DomainError):
     code = "email_taken"
     message = "Email already registered"

@@ -1,8 +1,11 @@
 """Deleting what has expired: refresh tokens, stored Idempotency-Key responses, logged-out
-access tokens, and the change feed's tombstones once TOMBSTONE_RETENTION has passed.
+access tokens, personal access tokens, and the change feed's tombstones once
+TOMBSTONE_RETENTION has passed.
 
 Each of these rows has an indexed `expires_at`, after which nothing reads it (a revoked
-refresh token expires an hour after its revocation). Every server process purges on a timer
+refresh token expires an hour after its revocation) but its owner: an expired personal access
+token stays listed for EXPIRED_TOKENS_LISTED, so the owner of a script that stopped working
+can see why. Every server process purges on a timer
 (PURGE_INTERVAL_SECONDS), so rows go whether or not their owner comes back, and `taskapi db
 purge` does the same from a cron job. Rows go in batches, each in a short transaction of its
 own, so a purge never holds many locks for long; on PostgreSQL one process at a time purges
@@ -24,6 +27,7 @@ from sqlalchemy import Connection, Table, bindparam, case, delete, func, select,
 from taskapi.storage.db import Database
 from taskapi.storage.schema import (
     IDEMPOTENCY_KEYS,
+    PERSONAL_ACCESS_TOKENS,
     REFRESH_TOKENS,
     REVOKED_ACCESS_TOKENS,
     TASK_TOMBSTONES,
@@ -37,7 +41,14 @@ BATCH = 5000
 # pg_try_advisory_xact_lock's key ("taskapi purge" in a 64-bit integer).
 ADVISORY_LOCK = 0x7461736B70757267 & 0x7FFFFFFFFFFFFFFF
 
-EXPIRING: tuple[Table, ...] = (REFRESH_TOKENS, IDEMPOTENCY_KEYS, REVOKED_ACCESS_TOKENS)
+EXPIRED_TOKENS_LISTED = timedelta(days=30)
+# Each table whose rows expire, and how long after it they are kept.
+EXPIRING: dict[Table, timedelta] = {
+    REFRESH_TOKENS: timedelta(0),
+    IDEMPOTENCY_KEYS: timedelta(0),
+    REVOKED_ACCESS_TOKENS: timedelta(0),
+    PERSONAL_ACCESS_TOKENS: EXPIRED_TOKENS_LISTED,
+}
 
 
 def _claimed(s: Connection) -> bool:
@@ -99,7 +110,8 @@ def purge(
     than that; how many went, by table, or None if another process is purging (PostgreSQL)."""
     now = now or utcnow()
     batches: dict[str, Callable[[Connection], int]] = {
-        table.name: functools.partial(purge_batch, table=table, now=now) for table in EXPIRING
+        table.name: functools.partial(purge_batch, table=table, now=now - kept)
+        for table, kept in EXPIRING.items()
     }
     if tombstone_retention is not None:
         cutoff = now - timedelta(seconds=tombstone_retention)

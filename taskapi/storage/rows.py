@@ -38,3 +38,15 @@ class TaskView(Protocol):
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+class PersonalTokenView(Protocol):
+    """A personal access token as the domain hands it out: a row without its digest."""
+
+    id: int
+    name: str
+    scopes: str
+    token_prefix: str
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None

@@ -149,6 +149,26 @@ REFRESH_TOKENS = Table(
     Column("revoked_at", UTCDateTime(), nullable=True),
 )
 
+# A personal access token: a long-lived bearer token with scopes, for scripts and CI. Only a
+# SHA-256 digest of the secret is kept, and a short prefix the owner recognises it by.
+PERSONAL_ACCESS_TOKENS = Table(
+    "personal_access_tokens",
+    metadata,
+    Column("id", BigIntId, primary_key=True),
+    _owner(index=True),
+    Column("name", String(100), nullable=False),
+    # Space-separated, as OAuth 2.0 writes scopes (RFC 6749 section 3.3).
+    Column("scopes", String(200), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("token_prefix", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    Column("expires_at", UTCDateTime(), nullable=False, index=True),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    # A deleted token's id is never handed out again, so a script that deletes by id cannot
+    # delete its successor.
+    sqlite_autoincrement=True,
+)
+
 # An access token (by jti) that was logged out before it expired.
 REVOKED_ACCESS_TOKENS = Table(
     "revoked_access_tokens",

@@ -1,10 +1,18 @@
-"""Who is calling: the spec's bearerAuth, resolved once per request before any handler runs.
+"""Who is calling: the spec's security schemes, resolved once per request before any handler runs.
 
-Connexion calls `bearer_info` (the spec's `x-bearerInfoFunc`) for every operation that declares
-bearerAuth, before validation and before the handler. It verifies the JWT, then the account
-behind it (`access_tokens.owner_of`: one indexed read), and returns the owner's id as `sub`,
-which Connexion hands to handlers as `user`. So a handler that takes `user` gets an id that is
-already vouched for, and none can skip the check.
+Connexion tries an operation's security requirements in the spec's order, before validation and
+before the handler:
+
+- `bearerAuth` calls `bearer_info` (its `x-bearerInfoFunc`): a login session's JWT, verified,
+  then the account behind it (`access_tokens.owner_of`: one indexed read). A login session
+  holds every power of its account, so no scope is checked.
+- `personalAccessToken` calls `personal_token_info` (its `x-tokenInfoFunc`): a `tapi_` token,
+  looked up by digest (one indexed read), whose scopes Connexion then compares with the ones
+  the operation lists. Lacking one is a 403 `insufficient_scope`, which Connexion prefers to
+  the 401 of the scheme that did not recognise the token.
+
+Each returns the owner's id as `sub`, which Connexion hands to handlers as `user`. So a handler
+that takes `user` gets an id that is already vouched for, and none can skip the check.
 """
 
 from __future__ import annotations
@@ -14,13 +22,15 @@ from typing import Any
 import jwt
 from connexion.exceptions import OAuthProblem
 
-from taskapi.domain import access_tokens
+from taskapi.domain import access_tokens, personal_tokens
 from taskapi.domain.errors import InvalidToken
 from taskapi.web import context
 
 
 def bearer_info(token: str, request: Any) -> dict[str, Any]:
     """Connexion's x-bearerInfoFunc: the token's claims, with `sub` as the vouched owner id."""
+    if token.startswith(personal_tokens.PREFIX):
+        raise OAuthProblem(detail=InvalidToken.message)  # personal_token_info's to check
     services = context.of(request.scope).services
     try:
         claims = services.token_codec.decode(token)
@@ -29,3 +39,19 @@ def bearer_info(token: str, request: Any) -> dict[str, Any]:
     with services.db.reading() as c:
         owner = access_tokens.owner_of(c, claims)
     return {**claims, "sub": owner}
+
+
+def personal_token_info(token: str, request: Any) -> dict[str, Any]:
+    """Connexion's x-tokenInfoFunc: the owner of a personal access token as `sub`, and the
+    scopes it holds as `scope`."""
+    if not personal_tokens.well_formed(token):
+        raise OAuthProblem(detail=InvalidToken.message)
+    db = context.of(request.scope).services.db
+    with db.reading() as c:
+        holder = personal_tokens.holder(c, token)
+    if holder is None:
+        raise OAuthProblem(detail=InvalidToken.message)
+    if holder.due_for_use_mark:
+        with db.single_write() as s:
+            personal_tokens.mark_used(s, holder.token_id)
+    return {"sub": holder.user_id, "scope": list(holder.scopes), "token_id": holder.token_id}

@@ -17,6 +17,9 @@ Data: TypeAlias = (
     | spec_types.TaskStats
     | spec_types.TaskChanges
     | spec_types.User
+    | spec_types.PersonalAccessToken
+    | spec_types.NewPersonalAccessToken
+    | list[spec_types.PersonalAccessToken]
     | spec_types.LoginResult
     | spec_types.Readiness
     | spec_types.ProblemType

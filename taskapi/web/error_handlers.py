@@ -27,7 +27,7 @@ RETRY_AFTER_SECONDS = "5"
 
 def register_error_handlers(app: Any, routes: Routes) -> None:
     """Install the handlers that turn every exception into a problem response."""
-    from connexion.exceptions import OAuthProblem, ProblemException
+    from connexion.exceptions import OAuthProblem, OAuthScopeProblem, ProblemException
     from connexion.lifecycle import ConnexionRequest, ConnexionResponse
     from starlette.exceptions import HTTPException
 
@@ -62,6 +62,18 @@ def register_error_handlers(app: Any, routes: Routes) -> None:
         if isinstance(exc, OAuthProblem):
             detail, problem = _unauthorized(request.headers.get("authorization"), detail)
         return respond(request, problem, detail, exc.headers, title=exc.title, extra=extra)
+
+    def on_insufficient_scope(
+        request: ConnexionRequest, exc: OAuthScopeProblem
+    ) -> ConnexionResponse:
+        needed = " ".join(exc.required_scopes)
+        challenge = f'Bearer realm="taskapi", error="insufficient_scope", scope="{needed}"'
+        return respond(
+            request,
+            problem_types.BY_CODE["insufficient_scope"],
+            f"this operation needs the scope `{needed}`, which the token lacks",
+            {"WWW-Authenticate": challenge},
+        )
 
     def on_http_exception(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
         headers = dict(exc.headers or {})
@@ -111,6 +123,7 @@ def register_error_handlers(app: Any, routes: Routes) -> None:
         return respond(request, problem_types.INTERNAL_ERROR, "internal server error")
 
     app.add_error_handler(ProblemException, on_problem)
+    app.add_error_handler(OAuthScopeProblem, on_insufficient_scope)
     app.add_error_handler(HTTPException, on_http_exception)
     app.add_error_handler(DomainError, on_domain_error)
     app.add_error_handler(UnicodeDecodeError, on_bad_encoding)

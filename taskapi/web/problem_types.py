@@ -50,7 +50,8 @@ _ALL = (
         "invalid_token",
         401,
         "The access token is malformed, expired, logged out, or older than the account's last "
-        "password change, or its account is gone. Log in (or refresh) for a new one.",
+        "password change, or its account is gone. Log in (or refresh) for a new one. A "
+        "personal access token: unknown, expired, deleted, or ended by a password change.",
     ),
     ProblemType(
         "invalid_credentials",
@@ -69,6 +70,13 @@ _ALL = (
         403,
         "The password given to confirm this operation is not the account's. The access token is "
         "still valid.",
+    ),
+    ProblemType(
+        "insufficient_scope",
+        403,
+        "The personal access token is valid but lacks the scope this operation needs, which "
+        "`WWW-Authenticate` names (`scope=`). Operations that manage the account or its tokens "
+        "need a login session (scope `session`), which no personal access token holds.",
     ),
     ProblemType("not_found", 404, "There is no such path, or no such resource among yours."),
     ProblemType(
@@ -89,6 +97,12 @@ _ALL = (
         "`since` is older than the server keeps deleted tasks (TOMBSTONE_RETENTION), so your "
         "copy could miss a delete. Sync again without `since` and replace your copy with what "
         "it returns.",
+    ),
+    ProblemType(
+        "token_not_found",
+        404,
+        "You have no personal access token with this id: it never existed, was deleted, or "
+        "belongs to someone else (the three look the same).",
     ),
     ProblemType(
         "method_not_allowed",

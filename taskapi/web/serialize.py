@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from taskapi.domain import changes, tasks, timestamps
+from typing import cast
+
+from taskapi.domain import changes, personal_tokens, tasks, timestamps
 from taskapi.ops import readiness
-from taskapi.storage.rows import TaskView, UserView
+from taskapi.storage.rows import PersonalTokenView, TaskView, UserView
 from taskapi.web import problem_types, spec_types
 
 
@@ -16,6 +18,23 @@ def user_json(user: UserView) -> spec_types.User:
         "created_at": timestamps.render(user.created_at),
         "updated_at": timestamps.render(user.updated_at),
     }
+
+
+def token_json(token: PersonalTokenView) -> spec_types.PersonalAccessToken:
+    last_used = token.last_used_at
+    return {
+        "id": token.id,
+        "name": token.name,
+        "scopes": cast(list[spec_types.Scope], token.scopes.split()),
+        "token_prefix": token.token_prefix,
+        "created_at": timestamps.render(token.created_at),
+        "expires_at": timestamps.render(token.expires_at),
+        "last_used_at": None if last_used is None else timestamps.render(last_used),
+    }
+
+
+def new_token_json(created: personal_tokens.Created) -> spec_types.NewPersonalAccessToken:
+    return {**token_json(created.row), "token": created.token}
 
 
 def task_json(task: TaskView) -> spec_types.Task:

@@ -71,6 +71,29 @@ class PasswordConfirmation(TypedDict):
     password: str
 
 
+Scope: TypeAlias = Literal["tasks:read", "tasks:write", "account:read"]
+
+
+class PersonalAccessTokenInput(TypedDict):
+    name: str
+    scopes: list[Scope]
+    expires_in: NotRequired[int]
+
+
+class PersonalAccessToken(TypedDict):
+    id: int
+    name: str
+    scopes: list[Scope]
+    token_prefix: str
+    created_at: str
+    expires_at: str
+    last_used_at: str | None
+
+
+class NewPersonalAccessToken(PersonalAccessToken):
+    token: str
+
+
 TaskStatus: TypeAlias = Literal["pending", "in_progress", "completed"]
 
 
@@ -220,6 +243,21 @@ class RegisterRequest(TypedDict):
     name: Name
 
 
+class NewPersonalAccessTokenEnvelope(TypedDict):
+    success: Success
+    data: NewPersonalAccessToken
+
+
+class PersonalAccessTokenEnvelope(TypedDict):
+    success: Success
+    data: PersonalAccessToken
+
+
+class PersonalAccessTokenListEnvelope(TypedDict):
+    success: Success
+    data: list[PersonalAccessToken]
+
+
 class TaskBatch(TypedDict):
     tasks: list[TaskInput]
 
@@ -277,6 +315,7 @@ class Problem(TypedDict):
         "headers_too_large",
         "idempotency_key_in_use",
         "idempotency_key_reused",
+        "insufficient_scope",
         "internal_error",
         "invalid_credentials",
         "invalid_refresh_token",
@@ -291,6 +330,7 @@ class Problem(TypedDict):
         "sync_token_expired",
         "task_changed",
         "task_not_found",
+        "token_not_found",
         "unsupported_media_type",
         "validation_failed",
         "wrong_password",

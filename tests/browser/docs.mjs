@@ -62,8 +62,9 @@ async function main() {
   }
 }
 
-// Swagger UI: sign up, log in, authorize, create a task and list tasks, all with the values
-// the page itself fills in.
+// Swagger UI: sign up, log in, authorize, create a task and list tasks, then create a personal
+// access token, authorize with it instead and list and create again, all with the values the
+// page itself fills in (the token's example grants `tasks:read` only).
 async function swaggerUI(page) {
   await page.goto(`${base}/ui/`);
   await page.locator(".swagger-ui .info .title").waitFor();
@@ -73,15 +74,17 @@ async function swaggerUI(page) {
   const login = await execute(page, "auth", "login");
   const token = login.body?.data?.token;
   if (!token) throw new Error(`login gave no token: ${JSON.stringify(login)}`);
-
-  await page.locator(".scheme-container .authorize").click();
-  const dialog = page.locator(".dialog-ux .modal-ux");
-  await dialog.locator("input").first().fill(token);
-  await dialog.locator("button.authorize").click();
-  await dialog.locator("button.btn-done").click();
+  await authorize(page, token);
 
   const created = await execute(page, "tasks", "createTask");
   const listed = await execute(page, "tasks", "listTasks");
+
+  const personalToken = await execute(page, "tokens", "createPersonalAccessToken");
+  const secret = personalToken.body?.data?.token;
+  if (!secret) throw new Error(`no personal access token: ${JSON.stringify(personalToken)}`);
+  await authorize(page, secret);
+  const listedWithToken = await execute(page, "tasks", "listTasks");
+  const createdWithToken = await execute(page, "tasks", "createTask");
   // The operation down to its answer: the filters left empty, the request, the task listed.
   const clip = await page.evaluate(() => {
     const block = document.querySelector("#operations-tasks-listTasks").getBoundingClientRect();
@@ -92,7 +95,29 @@ async function swaggerUI(page) {
     return { x: block.left, y, width: block.width, height: answer.bottom + window.scrollY - y };
   });
   await page.screenshot({ path: screenshot, fullPage: true, clip });
-  return { servers, registered, login: { status: login.status }, created, listed };
+  return {
+    servers,
+    registered,
+    login: { status: login.status },
+    created,
+    listed,
+    personalToken: { status: personalToken.status, scopes: personalToken.body?.data?.scopes },
+    listedWithToken,
+    createdWithToken,
+  };
+}
+
+// The "Authorize" dialog: bearerAuth's box takes a login session's token or a personal access
+// token alike; a token given before is logged out first.
+async function authorize(page, token) {
+  await page.locator(".scheme-container .authorize").click();
+  const dialog = page.locator(".dialog-ux .modal-ux");
+  const bearer = dialog.locator(".auth-container").filter({ hasText: "bearerAuth" });
+  const logout = bearer.locator("button", { hasText: "Logout" });
+  if (await logout.isVisible()) await logout.click();
+  await bearer.locator("input").fill(token);
+  await bearer.locator("button.authorize").click();
+  await dialog.locator("button.btn-done").first().click();
 }
 
 // Opens an operation, presses "Try it out" and "Execute" without changing a thing, and reads
@@ -102,7 +127,12 @@ async function execute(page, tag, operationId) {
   if (!(await block.locator(".try-out__btn").isVisible())) {
     await block.locator(".opblock-summary").first().click();
   }
-  await block.locator(".try-out__btn").click();
+  // A second run of an operation: still in "Try it out", with the last answer to clear.
+  if ((await block.locator(".try-out__btn").textContent()).trim() === "Try it out") {
+    await block.locator(".try-out__btn").click();
+  } else if (await block.locator("button.btn-clear").isVisible()) {
+    await block.locator("button.btn-clear").click();
+  }
   await block.locator("button.execute").click();
   const status = block.locator(".live-responses-table tr.response .response-col_status");
   await status.waitFor();

@@ -9,7 +9,7 @@ from typing import Any
 
 import flask
 
-from taskapi.domain import access_tokens, refresh_tokens, users
+from taskapi.domain import access_tokens, personal_tokens, refresh_tokens, users
 from taskapi.domain.errors import InvalidCredentials, InvalidRefreshToken, WrongPassword
 from taskapi.storage.rows import UserView
 from taskapi.web import context, spec_types
@@ -84,6 +84,9 @@ def change_password(body: spec_types.PasswordChange, user: int) -> flask.Respons
     with app.db.transaction() as s:
         account = users.set_password(s, user, password_hash=password_hash)
         refresh_tokens.revoke_all(s, user_id=user)
+        # A password change is what an owner does who fears for the account: it ends every
+        # credential, personal access tokens included.
+        personal_tokens.revoke_all(s, user_id=user)
         issued = refresh_tokens.issue(s, user_id=user, ttl=app.settings.refresh_token_ttl)
     # Every earlier token is retired; the caller carries on with this new session.
     return ok(_session(account, issued))

@@ -5,7 +5,8 @@
 
 Signs up a new account, logs in, then creates, lists, updates and deletes tasks, printing a
 line per step, while keeping a copy of the account's tasks in sync through the change feed.
-Every function and model below is generated from openapi/openapi.yaml.
+Last, it gives a script a read-only personal access token, uses it, and revokes it. Every
+function and model below is generated from openapi/openapi.yaml.
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ from task_api_client.api.tasks import (
     list_tasks,
     update_task,
 )
+from task_api_client.api.tokens import create_personal_access_token, delete_personal_access_token
 from task_api_client.models import (
     ListTasksSort,
     LoginRequest,
+    PersonalAccessTokenInput,
     Problem,
     RegisterRequest,
+    Scope,
     Task,
     TaskBatch,
     TaskInput,
@@ -125,6 +129,33 @@ def main(base_url: str) -> None:
             raise SystemExit("the synced copy differs from the list")
         kept = ", ".join(sorted(t.title for t in copy.values()))
         print(f"synced copy: {kept}; {deletes} deleted since the first sync; same as the list")
+
+        # A script gets a token of its own, with only the powers it needs, and no password.
+        grant = PersonalAccessTokenInput(name="example script", scopes=[Scope.TASKSREAD])
+        pat = expect(create_personal_access_token.sync(client=client, body=grant), "token").data
+        scopes = ", ".join(str(scope) for scope in pat.scopes)
+        print(f'created personal access token "{pat.name}" with scopes {scopes}')
+        script_token = pat.token
+
+    with AuthenticatedClient(base_url=base_url, token=script_token) as script:
+        readable = expect(list_tasks.sync(client=script), "list with the token")
+        refused = create_task.sync(client=script, body=TaskInput(title="Not allowed"))
+        if not isinstance(refused, Problem):
+            raise SystemExit("a read-only token could write")
+        print(
+            f"with the token: listed {readable.meta.total_count} tasks; "
+            f"a write is refused: {refused.status} {refused.code}"
+        )
+
+    with AuthenticatedClient(base_url=base_url, token=session.token) as client:
+        revoked = delete_personal_access_token.sync_detailed(client=client, id=pat.id)
+        if revoked.status_code != 204:
+            raise SystemExit(f"revoke: {revoked.status_code}")
+    with AuthenticatedClient(base_url=base_url, token=script_token) as script:
+        after = list_tasks.sync(client=script)
+        if not isinstance(after, Problem):
+            raise SystemExit("a revoked token still works")
+        print(f"revoked the token: {after.status} {after.code} afterwards")
 
 
 if __name__ == "__main__":

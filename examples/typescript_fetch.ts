@@ -7,6 +7,7 @@
 //
 // Signs up a new account, logs in, then creates, lists, updates and deletes tasks, printing a
 // line per step, while keeping a copy of the account's tasks in sync through the change feed.
+// Last, it gives a script a read-only personal access token, uses it, and revokes it.
 // Paths, parameters and bodies are checked against the spec when compiled.
 import { randomUUID } from "node:crypto";
 import createClient from "openapi-fetch";
@@ -109,3 +110,23 @@ const same =
 if (!same) throw new Error("the synced copy differs from the list");
 const kept = [...copy.values()].map((t) => t.title).sort().join(", ");
 console.log(`synced copy: ${kept}; ${deletes} deleted since the first sync; same as the list`);
+
+// A script gets a token of its own, with only the powers it needs, and no password.
+const grant = { name: "example script", scopes: ["tasks:read" as const] };
+const pat = expect(await api.POST("/api/v1/auth/tokens", { body: grant }), "token").data;
+console.log(`created personal access token "${pat.name}" with scopes ${pat.scopes.join(", ")}`);
+
+const script = createClient<paths>({ baseUrl, headers: { Authorization: `Bearer ${pat.token}` } });
+const readable = expect(await script.GET("/api/v1/tasks"), "list with the token");
+const refused = await script.POST("/api/v1/tasks", { body: { title: "Not allowed" } });
+if (!refused.error) throw new Error("a read-only token could write");
+console.log(
+  `with the token: listed ${readable.meta.total_count} tasks; ` +
+    `a write is refused: ${refused.error.status} ${refused.error.code}`,
+);
+
+const revoked = await api.DELETE("/api/v1/auth/tokens/{id}", { params: { path: { id: pat.id } } });
+if (revoked.response.status !== 204) throw new Error(`revoke: ${revoked.response.status}`);
+const after = await script.GET("/api/v1/tasks");
+if (!after.error) throw new Error("a revoked token still works");
+console.log(`revoked the token: ${after.error.status} ${after.error.code} afterwards`);

@@ -28,7 +28,7 @@ def run(command: list[str | Path], **kwargs) -> str:
 def assert_walkthrough(output: str) -> None:
     """Both examples print the same steps, in the same words."""
     lines = output.splitlines()
-    assert len(lines) == 9, output
+    assert len(lines) == 12, output
     assert re.fullmatch(r"registered example-[0-9a-f]{8}@example\.com", lines[0]), output
     created = re.fullmatch(r"created task (\d+): .*", lines[2])
     assert created, output
@@ -42,6 +42,9 @@ def assert_walkthrough(output: str) -> None:
         f"deleted task {task}: Task deleted successfully",
         f"task {task} is gone: 404 Task not found",
         "synced copy: Build, Plan; 1 deleted since the first sync; same as the list",
+        'created personal access token "example script" with scopes tasks:read',
+        "with the token: listed 2 tasks; a write is refused: 403 insufficient_scope",
+        "revoked the token: 401 invalid_token afterwards",
     ]
 
 

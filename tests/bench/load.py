@@ -17,8 +17,9 @@ from tests.bench.postgres import SessionCounter
 from tests.bench.target import Target
 
 # In this order: list runs before create grows A's tasks by thousands.
+# list-token is list with a personal access token (tasks:read) in place of the login's JWT.
 # sync before the writes: it times a poll with nothing new.
-SCENARIOS = ("health", "list", "get", "sync", "create", "update")
+SCENARIOS = ("health", "list", "list-token", "get", "sync", "create", "update")
 LUA_SCRIPT = Path(__file__).with_name("scenario.lua")
 WRK_TIMEOUT = "10s"
 
@@ -85,6 +86,17 @@ def up_to_date(api: httpx.Client, token: str) -> str:
             return str(meta["next_since"])
 
 
+def personal_access_token(api: httpx.Client, token: str) -> str:
+    """A new read-only personal access token of the account `token` is a login of."""
+    response = api.post(
+        "/api/v1/auth/tokens",
+        json={"name": "bench", "scopes": ["tasks:read"]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    response.raise_for_status()
+    return str(response.json()["data"]["token"])
+
+
 def measure(
     target: Target,
     scenario: str,
@@ -100,6 +112,8 @@ def measure(
     with client.api_client(target.base_url) as api:
         token = client.login(api, seeded.a)
         since = up_to_date(api, token) if scenario == "sync" else ""
+        if scenario == "list-token":
+            token = personal_access_token(api, token)
     env = {
         "BENCH_SINCE": since,
         "BENCH_TOKEN": token,

@@ -1,9 +1,10 @@
 -- The wrk side of tests/bench/run.py: one scenario per wrk run.
 --
--- Environment: BENCH_SCENARIO (health, list, get, sync, create, update), BENCH_TOKEN (user
--- A's access token), BENCH_IDS (a file with A's task ids, one a line), BENCH_SINCE (for sync:
--- a change-feed position that is up to date) and BENCH_SUMMARY (where done() writes the run's
--- figures as JSON).
+-- Environment: BENCH_SCENARIO (health, list, list-token, get, sync, create, update),
+-- BENCH_TOKEN (user A's access token; for list-token, a personal access token of A's),
+-- BENCH_IDS (a file with A's task ids, one a line), BENCH_SINCE (for sync: a change-feed
+-- position that is up to date) and BENCH_SUMMARY (where done() writes the run's figures as
+-- JSON).
 --
 -- wrk's own error count only starts at status 400, so every response outside 2xx is counted
 -- here, per thread; done() adds the threads' counts up.
@@ -52,7 +53,7 @@ function init(args)
   end
   if scenario == "health" then
     fixed_request = wrk.format("GET", "/health", {})
-  elseif scenario == "list" then
+  elseif scenario == "list" or scenario == "list-token" then
     fixed_request = wrk.format("GET", "/api/v1/tasks?limit=20", auth_headers)
   elseif scenario == "sync" then
     -- A client polling the change feed when nothing changed: the common case.

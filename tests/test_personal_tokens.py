@@ -7,6 +7,7 @@ import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -199,6 +200,27 @@ def test_another_accounts_token_is_not_found_like_a_missing_one(api, auth):
     assert assert_problem(foreign, 404, "token_not_found") == assert_problem(missing, 404)
     assert_problem(api.client.get(f"{TOKENS}/{theirs['id']}", headers=auth), 404)
     assert api.client.get("/api/v1/tasks", headers=bearer(theirs["token"])).status_code == 200
+
+
+@pytest.mark.live
+def test_a_revocation_holds_on_every_worker_at_once(live_server):
+    """`taskapi serve` with two workers: requests on new connections reach both."""
+    with httpx.Client(base_url=live_server, timeout=10) as http:
+        api = Api(http)
+        session = api.user()
+        data = create(api, session)
+    requests = 20
+
+    def statuses() -> set[int]:
+        return {
+            httpx.get(f"{live_server}/api/v1/tasks", headers=bearer(data["token"])).status_code
+            for _ in range(requests)
+        }
+
+    assert statuses() == {200}
+    revoked = httpx.delete(f"{live_server}{TOKENS}/{data['id']}", headers=session)
+    assert revoked.status_code == 204
+    assert statuses() == {401}
 
 
 def test_an_expired_token_is_refused_and_stays_listed_until_the_purge(api, auth, services):

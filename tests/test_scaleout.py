@@ -179,6 +179,22 @@ def test_a_logout_through_one_replica_is_honoured_by_all(fleet):
         assert_problem(refresh(fleet, session.refresh_token, via=via), 401)
 
 
+def test_a_personal_access_token_revoked_through_one_replica_is_refused_by_all(fleet):
+    session = sign_up(fleet)
+    grant = {"name": "script", "scopes": ["tasks:read"]}
+    created = fleet.clients[0].post("/api/v1/auth/tokens", json=grant, headers=session.headers)
+    assert created.status_code == 201
+    token = {"Authorization": f"Bearer {created.json()['data']['token']}"}
+    for client in fleet.clients:
+        assert client.get("/api/v1/tasks", headers=token).status_code == 200
+    revoke = fleet.clients[2].delete(
+        f"/api/v1/auth/tokens/{created.json()['data']['id']}", headers=session.headers
+    )
+    assert revoke.status_code == 204
+    for client in fleet.clients:
+        assert_problem(client.get("/api/v1/tasks", headers=token), 401, "invalid_token")
+
+
 def test_an_idempotency_key_retried_on_another_replica_replays(fleet, sql):
     session = sign_up(fleet)
     key = {"Idempotency-Key": str(uuid.uuid4()), **session.headers}

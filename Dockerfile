@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
-# TaskAPI in two stages: build a wheel (which bundles the spec and the migrations) and install
-# it with its dependencies into a virtual environment; then copy only that environment into a
-# slim runtime image, without the wheels, pip's cache or the build context.
+# TaskAPI in two stages: install exactly the runtime set uv.lock pins (hashes checked) and the
+# package itself (a wheel, which bundles the spec and the migrations) into a virtual
+# environment; then copy only that environment into a slim runtime image, without uv, its
+# cache or the build context. The environment carries what it was built from: the lock and a
+# CycloneDX SBOM of it, in /opt/taskapi/share/taskapi/.
 #
 #   docker build -t taskapi .
 #   docker run --rm -e DATABASE_URL=... -e JWT_SECRET=... taskapi taskapi db upgrade
@@ -9,15 +11,24 @@
 
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# The Makefile's UV_VERSION; tests/test_image_runtime.py checks the two agree.
+RUN pip install --no-cache-dir --root-user-action=ignore uv==0.13.10
+COPY pyproject.toml uv.lock README.md ./
 COPY openapi/ openapi/
 COPY migrations/ migrations/
 COPY taskapi/ taskapi/
 # Every dependency ships manylinux wheels: nothing is compiled, so no compiler is installed.
-# The venv gets no pip of its own; pip compiles the bytecode, so a read-only root needs none.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
-    && python -m venv --without-pip /opt/taskapi \
-    && pip --python /opt/taskapi/bin/python install --no-cache-dir --no-index /wheels/*.whl
+# uv's venv has no pip; uv compiles the bytecode, so a read-only root needs none.
+ENV UV_PROJECT_ENVIRONMENT=/opt/taskapi \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_NO_CACHE=1
+RUN uv sync --frozen --no-editable --quiet \
+    && mkdir -p /opt/taskapi/share/taskapi \
+    && cp uv.lock /opt/taskapi/share/taskapi/ \
+    && uv export --frozen --format cyclonedx1.5 --quiet \
+        --output-file /opt/taskapi/share/taskapi/sbom.cdx.json
 
 FROM python:3.11-slim
 # A numeric user and group, so Kubernetes' runAsNonRoot can check them without /etc/passwd;

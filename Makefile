@@ -2,14 +2,22 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The development set (the `dev` extra) and the runtime set, each exactly as uv.lock has it.
 INSTALLED := $(VENV)/.installed
+RUNTIME_INSTALLED := $(VENV)/.installed-runtime
+# uv installs from uv.lock; it comes from PyPI through the machine's own pip, so nothing but
+# Python needs to be there first. Bumped by hand (CONTRIBUTING.md).
+UV_VERSION := 0.13.10
+UV := build/uv/bin/uv
+export UV_PYTHON_DOWNLOADS := never
 
 NPM_INSTALLED := node_modules/.installed
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test reliability lint types fmt migrate contract spec examples compat client browser bench deploy-check install clean
+.PHONY: run test reliability lint types fmt migrate contract spec examples compat client browser bench deploy-check install lock audit sbom clean
 
-run: $(INSTALLED)
+# The runtime set only: no test or lint tools, so a first `make run` is quick.
+run: $(RUNTIME_INSTALLED)
 	$(BIN)/taskapi serve
 
 # With npm around, the pinned node tools come too: tests/test_browser.py drives Chromium with them.
@@ -23,10 +31,16 @@ reliability: $(INSTALLED)
 	$(BIN)/pytest -m reliability tests/reliability
 
 lint: $(INSTALLED)
+	$(UV) lock --check --offline \
+		|| { echo "uv.lock does not match pyproject.toml: run make lock"; exit 1; }
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	$(BIN)/zizmor --offline --quiet .github/workflows
+	$(BIN)/pre-commit validate-config .pre-commit-config.yaml
 	@$(BIN)/datamodel-codegen $(SPEC_TYPES_OPTIONS) --output $(VENV)/spec_types.py
 	@diff -u $(SPEC_TYPES) $(VENV)/spec_types.py \
 		|| { echo "$(SPEC_TYPES) is not what openapi/openapi.yaml says: run make types"; exit 1; }
@@ -96,12 +110,10 @@ browser: $(NPM_INSTALLED)
 # Timings under wrk on PostgreSQL, not part of `make test`: tests/bench/run.py, options in
 # BENCH_ARGS (make bench BENCH_ARGS='--scenarios list,get'). wrk comes from apt when we are root.
 BENCH_VENV := build/bench-venv
-# TaskAPI as a user installs it: the wheel and its runtime dependencies, no dev extras.
-$(BENCH_VENV)/.installed: pyproject.toml openapi/openapi.yaml $(shell find taskapi migrations -name '*.py')
-	rm -rf $(BENCH_VENV) build/bench-wheel
-	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir build/bench-wheel .
-	$(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet build/bench-wheel/*.whl
+# TaskAPI as the image installs it: the locked runtime set and the package itself, not editable.
+$(BENCH_VENV)/.installed: $(UV) uv.lock pyproject.toml openapi/openapi.yaml $(shell find taskapi migrations -name '*.py')
+	rm -rf $(BENCH_VENV)
+	UV_PROJECT_ENVIRONMENT=$(BENCH_VENV) $(UV) sync --frozen --no-editable --quiet --python $(PYTHON)
 	@touch $@
 
 bench: $(INSTALLED) $(BENCH_VENV)/.installed
@@ -125,13 +137,36 @@ deploy-check: $(INSTALLED)
 
 install: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml
+$(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 		|| { echo "TaskAPI needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+		--no-deps --target build/uv uv==$(UV_VERSION)
+
+# Exactly the locked development set: anything else in the venv is removed.
+$(INSTALLED): $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --extra dev --quiet --python $(PYTHON)
+	@touch $@ $(RUNTIME_INSTALLED)
+
+# The locked runtime set; a venv that has the development set already keeps it.
+$(RUNTIME_INSTALLED): $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --inexact --quiet --python $(PYTHON)
 	@touch $@
+
+# Resolve pyproject.toml's ranges into uv.lock: after changing a dependency (versions already
+# locked stay unless the change needs others), or with LOCK_ARGS=--upgrade to take every new
+# release the ranges allow. `make lint` fails while the lock and pyproject.toml disagree.
+lock: $(UV)
+	$(UV) lock $(LOCK_ARGS)
+
+# What the runtime set is (CycloneDX, the image carries the same) and what is known against it.
+sbom: $(UV)
+	@mkdir -p reports
+	$(UV) export --frozen --format cyclonedx1.5 --quiet --output-file reports/sbom.cdx.json
+
+audit: $(INSTALLED)
+	@mkdir -p reports
+	$(BIN)/python tests/audit.py reports/pip-audit.json
 
 $(NPM_INSTALLED): package.json package-lock.json
 	npm ci --no-audit --no-fund

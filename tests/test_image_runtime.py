@@ -1,14 +1,17 @@
 """The Docker image's steps, without Docker: what the Dockerfile builds must migrate and serve.
 
-The wheel and its dependencies are built and installed as the Dockerfile does it (`pip wheel`,
-then a venv without pip that `pip --python` fills from those wheels alone), the process runs
-outside the checkout with the image's environment, migrates a fresh database twice, serves,
-answers /ready and an authenticated round trip, and exits cleanly on SIGTERM.
+The Dockerfile's own install step (its `uv sync` line, with its `UV_*` environment, read from
+the file) fills a venv; it must hold exactly the runtime set uv.lock pins, and no pip. The
+process then runs outside the checkout with the image's environment, migrates a fresh database
+twice, serves, answers /ready and an authenticated round trip, and exits cleanly on SIGTERM.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from packaging.markers import Marker
 
 from taskapi.config import env_names
 from tests.conftest import JWT_SECRET
@@ -38,18 +42,62 @@ def run(command: list[str | Path], **kwargs: object) -> str:
     return result.stdout + result.stderr
 
 
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+UV = ROOT / "build" / "uv" / "bin" / "uv"
+
+
+def dockerfile_install() -> tuple[list[str], dict[str, str]]:
+    """The Dockerfile's `uv sync` command and the `UV_*` variables its build stage sets."""
+    command = re.search(r"RUN (uv sync [^\\&\n]*)", DOCKERFILE)
+    assert command, "the Dockerfile installs with `uv sync`"
+    env = dict(re.findall(r"(UV_[A-Z_]+)=(\S+)", DOCKERFILE))
+    return shlex.split(command[1]), env
+
+
+def locked_runtime_set() -> dict[str, str]:
+    """name -> version of every package uv.lock pins for the runtime set."""
+    exported = run([UV, "export", "--frozen", "--no-emit-project", "--no-hashes", "--quiet",
+                    "--format", "requirements.txt"], cwd=ROOT)  # fmt: skip
+    # Markers pick the entries for this interpreter, the image's Python version.
+    pins = re.findall(r"^([A-Za-z0-9_.-]+)==([^\s;]+)(?: ; (.+))?$", exported, re.MULTILINE)
+    return {
+        normalize(name): version
+        for name, version, marker in pins
+        if not marker or Marker(marker).evaluate()
+    }
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bin directory of a venv laid out like the image's /opt/taskapi."""
-    build = tmp_path_factory.mktemp("image")
-    wheels, venv = build / "wheels", build / "venv"
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    run([*pip, "wheel", "--quiet", "--wheel-dir", wheels, ROOT])
-    run([sys.executable, "-m", "venv", "--without-pip", venv])
-    run([*pip, "--python", venv / "bin" / "python", "install", "--quiet", "--no-index",
-         *sorted(wheels.glob("*.whl"))])  # fmt: skip
+    """The bin directory of a venv installed as the Dockerfile installs /opt/taskapi."""
+    venv = tmp_path_factory.mktemp("image") / "venv"
+    command, uv_env = dockerfile_install()
+    assert uv_env["UV_PROJECT_ENVIRONMENT"] == "/opt/taskapi"
+    env = {**os.environ, **uv_env, "UV_PROJECT_ENVIRONMENT": str(venv)}
+    run([UV, *command[1:], "--python", sys.executable], cwd=ROOT, env=env)
     assert not (venv / "bin" / "pip").exists()
     return venv / "bin"
+
+
+def test_the_dockerfile_uses_the_makefiles_uv():
+    version = re.search(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert version
+    assert f"uv=={version[1]}" in DOCKERFILE
+
+
+def test_the_image_holds_exactly_the_locked_runtime_set(image: Path):
+    listing = (
+        "import importlib.metadata as m, json;"
+        "print(json.dumps({d.name: d.version for d in m.distributions()}))"
+    )
+    installed = json.loads(run([image / "python", "-c", listing]))
+    installed = {normalize(name): version for name, version in installed.items()}
+    assert installed.pop("taskapi")
+    assert installed == locked_runtime_set()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

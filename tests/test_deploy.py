@@ -164,7 +164,9 @@ def test_dockerfile_exposes_the_api_and_metrics_ports_and_health_checks_readines
 
 
 def test_dockerfile_sets_only_settings_taskapi_reads():
-    (environment,) = dockerfile_instructions("ENV")
+    # The build stage's ENV is uv's; the runtime stage's comes last.
+    *build, environment = dockerfile_instructions("ENV")
+    assert all(name.startswith("UV_") for env in build for name in re.findall(r"(\w+)=", env))
     names = set(re.findall(r"(\w+)=", environment))
     assert names
     assert names - IMAGE_ENV <= env_names()

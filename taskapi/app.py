@@ -37,6 +37,7 @@ from taskapi.web.docs import DocsMiddleware
 from taskapi.web.error_handlers import register_error_handlers
 from taskapi.web.framework.flask_app import BridgedFlaskApp
 from taskapi.web.framework.routing import ExactRoutingMiddleware
+from taskapi.web.framework.security import SECURITY_MAP
 from taskapi.web.framework.uvicorn import drain_on_sigterm
 from taskapi.web.framework.validators import (
     BodyValidator,
@@ -198,6 +199,7 @@ def create_app(settings: Settings | None = None) -> TaskAPI:
     app.add_api(
         spec,
         resolver=TagResolver(spec),
+        security_map=SECURITY_MAP,
         strict_validation=True,
         validate_responses=settings.validate_responses,
         validator_map={

@@ -59,7 +59,22 @@ def make_engine(settings: Settings, *, read_only: bool = False, autocommit: bool
         },
         **pool,
     )
+    event.listen(engine, "handle_error", _lost_primary)
     return _ping_when_idle(engine)
+
+
+# SQLSTATEs of a server that can no longer write for us: 25006 (read_only_sql_transaction), what
+# a primary demoted by a failover manager answers to a write while it is still reachable.
+LOST_PRIMARY = frozenset({"25006"})
+
+
+def _lost_primary(context: Any) -> None:
+    """Treat a write refused by a read-only server as a lost connection: SQLAlchemy then drops
+    this connection and every pooled one opened before it, so the next requests connect afresh
+    and, with a multi-host URL's `target_session_attrs=read-write`, reach the new primary.
+    The request that met it fails (a 503, never retried here: it may have been a write)."""
+    if getattr(context.original_exception, "pgcode", None) in LOST_PRIMARY:
+        context.is_disconnect = True
 
 
 # A pooled connection unused for this long is pinged before it is handed out.

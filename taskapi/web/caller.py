@@ -8,8 +8,10 @@ before the handler:
   holds every power of its account, so no scope is checked.
 - `personalAccessToken` calls `personal_token_info` (its `x-tokenInfoFunc`): a `tapi_` token,
   looked up by digest (one indexed read), whose scopes Connexion then compares with the ones
-  the operation lists. Lacking one is a 403 `insufficient_scope`, which Connexion prefers to
-  the 401 of the scheme that did not recognise the token.
+  the operation lists. Lacking one is a 403 `insufficient_scope`.
+
+Each declines the other's kind of token (NO_VALUE, web/framework/security.py says why), so the
+one answer is the owning scheme's: its 401, 403, or a database error's 503.
 
 Each returns the owner's id as `sub`, which Connexion hands to handlers as `user`. So a handler
 that takes `user` gets an id that is already vouched for, and none can skip the check.
@@ -21,16 +23,20 @@ from typing import Any
 
 import jwt
 from connexion.exceptions import OAuthProblem
+from connexion.security import NO_VALUE
 
 from taskapi.domain import access_tokens, personal_tokens
 from taskapi.domain.errors import InvalidToken
 from taskapi.web import context
 
+# What an info function returns for a token that is the other scheme's.
+DECLINED: object = NO_VALUE
 
-def bearer_info(token: str, request: Any) -> dict[str, Any]:
+
+def bearer_info(token: str, request: Any) -> dict[str, Any] | object:
     """Connexion's x-bearerInfoFunc: the token's claims, with `sub` as the vouched owner id."""
     if token.startswith(personal_tokens.PREFIX):
-        raise OAuthProblem(detail=InvalidToken.message)  # personal_token_info's to check
+        return DECLINED  # personal_token_info's to check
     services = context.of(request.scope).services
     try:
         claims = services.token_codec.decode(token)
@@ -41,11 +47,11 @@ def bearer_info(token: str, request: Any) -> dict[str, Any]:
     return {**claims, "sub": owner}
 
 
-def personal_token_info(token: str, request: Any) -> dict[str, Any]:
+def personal_token_info(token: str, request: Any) -> dict[str, Any] | object:
     """Connexion's x-tokenInfoFunc: the owner of a personal access token as `sub`, and the
     scopes it holds as `scope`."""
-    if not personal_tokens.well_formed(token):
-        raise OAuthProblem(detail=InvalidToken.message)
+    if not token.startswith(personal_tokens.PREFIX):
+        return DECLINED  # bearer_info's to check
     db = context.of(request.scope).services.db
     with db.reading() as c:
         holder = personal_tokens.holder(c, token)

@@ -118,6 +118,13 @@ def register_error_handlers(app: Any, routes: Routes) -> None:
             request, problem_types.for_status(400), "a value is out of range for the database"
         )
 
+    def on_database_error(request: ConnexionRequest, exc: sa_exc.DBAPIError) -> ConnexionResponse:
+        # Any other driver error is a bug, unless the pool dropped the connection for it (a
+        # primary that turned read-only: storage/db.py).
+        if exc.connection_invalidated:
+            return on_database_unavailable(request, exc)
+        return on_unexpected(request, exc)
+
     def on_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return respond(request, problem_types.INTERNAL_ERROR, "internal server error")
@@ -131,6 +138,7 @@ def register_error_handlers(app: Any, routes: Routes) -> None:
         app.add_error_handler(unavailable, on_database_unavailable)
     app.add_error_handler(sa_exc.IntegrityError, on_integrity_error)
     app.add_error_handler(sa_exc.DataError, on_data_error)
+    app.add_error_handler(sa_exc.DBAPIError, on_database_error)
     app.add_error_handler(Exception, on_unexpected)
 
 

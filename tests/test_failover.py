@@ -58,3 +58,16 @@ def test_writes_to_a_read_only_primary_are_503_and_resume_once_it_is_writable(ma
         # The read-only connections were dropped, not handed out again.
         created = client.post("/api/v1/tasks", json={"title": "Yes"}, headers=auth)
         assert created.status_code == 201, created.text
+
+
+def test_a_url_that_asks_for_the_writable_host_serves_reads_too(make_app, primary):
+    """`target_session_attrs=read-write` finds the primary among several hosts; the read pool's
+    sessions are read-only by default, which libpq takes for "not writable", so that pool asks
+    for the primary instead (`primary`)."""
+    url, _ = primary
+    app = make_app(base_settings(f"{url}?target_session_attrs=read-write"))
+    with app.test_client() as client:
+        api = Api(client)
+        auth = api.user()
+        task = api.create_task(auth)
+        assert client.get(f"/api/v1/tasks/{task['id']}", headers=auth).status_code == 200

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url
 
 from taskapi.config import Settings
 
@@ -41,6 +41,8 @@ def make_engine(settings: Settings, *, read_only: bool = False, autocommit: bool
         )
         event.listen(engine, "connect", _sqlite_setup(read_only))
         return _ping_when_idle(engine)
+    if read_only:
+        url = _read_pool_url(url)
     timeout_ms = int(settings.db_statement_timeout * 1000)
     lock_ms = int(settings.db_lock_timeout * 1000)
     options = f"-c statement_timeout={timeout_ms} -c lock_timeout={lock_ms}"
@@ -61,6 +63,17 @@ def make_engine(settings: Settings, *, read_only: bool = False, autocommit: bool
     )
     event.listen(engine, "handle_error", _lost_primary)
     return _ping_when_idle(engine)
+
+
+def _read_pool_url(url: str) -> str:
+    """`url` for the read pool. Its sessions are read-only by default, which libpq's
+    `target_session_attrs=read-write` takes for a standby; `primary` asks the same of the
+    server (not in recovery) without looking at the session."""
+    parsed = make_url(url)
+    if parsed.query.get("target_session_attrs") != "read-write":
+        return url
+    primary = parsed.update_query_dict({"target_session_attrs": "primary"})
+    return primary.render_as_string(hide_password=False)
 
 
 # SQLSTATEs of a server that can no longer write for us: 25006 (read_only_sql_transaction), what

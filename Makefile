@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 NPM_INSTALLED := node_modules/.installed
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test reliability lint types fmt migrate contract spec examples compat client browser bench deploy-check install lock audit sbom clean
+.PHONY: run test reliability lint types fmt migrate contract spec examples compat client browser pgbouncer bench deploy-check install lock audit sbom clean
 
 # The runtime set only: no test or lint tools, so a first `make run` is quick.
 run: $(RUNTIME_INSTALLED)
@@ -105,6 +105,19 @@ browser: $(NPM_INSTALLED)
 			-y -qq --no-install-recommends chromium fonts-dejavu-core; \
 	else \
 		echo "browser: no $(CHROMIUM) and no apt-get; tests/test_browser.py will skip"; \
+	fi
+
+# PgBouncer for tests/test_pgbouncer.py: Debian's package, installed with apt-get when it is
+# missing, as `browser` installs Chromium.
+pgbouncer:
+	@if command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]; then \
+		echo "pgbouncer: $$(/usr/sbin/pgbouncer --version 2>/dev/null | head -n 1)"; \
+	elif command -v apt-get >/dev/null; then \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+			pgbouncer || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			$(SUDO) apt-get install -y -qq --no-install-recommends pgbouncer; }; \
+	else \
+		echo "pgbouncer: not installed and no apt-get; tests/test_pgbouncer.py will skip"; \
 	fi
 
 # Timings under wrk on PostgreSQL, not part of `make test`: tests/bench/run.py, options in

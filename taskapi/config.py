@@ -196,6 +196,13 @@ class Settings:
         1.0,
         minimum=0.001,
     )
+    db_startup_options: bool = setting(
+        "DB_STARTUP_OPTIONS",
+        "send `DB_STATEMENT_TIMEOUT` and `DB_LOCK_TIMEOUT` to PostgreSQL as connection startup "
+        "options; `false` behind PgBouncer in transaction mode, which refuses them: `taskapi "
+        "db upgrade` then sets them on the database role",
+        True,
+    )
     redis_url: str = setting(
         "REDIS_URL",
         "Redis for state every worker and replica shares (rate limits), e.g. "

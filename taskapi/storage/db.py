@@ -44,25 +44,34 @@ def make_engine(settings: Settings, *, read_only: bool = False, autocommit: bool
     if read_only:
         url = _read_pool_url(url)
     timeout_ms = int(settings.db_statement_timeout * 1000)
-    lock_ms = int(settings.db_lock_timeout * 1000)
-    options = f"-c statement_timeout={timeout_ms} -c lock_timeout={lock_ms}"
-    if read_only:
-        options += " -c default_transaction_read_only=on"
-    engine = create_engine(
-        url,
-        connect_args={
-            "connect_timeout": settings.db_connect_timeout,
-            "application_name": "taskapi",
-            "options": options,
-            # A server that stops answering (rather than refusing) fails a statement within
-            # the statement timeout plus a little, instead of after TCP's ~15 minutes.
-            "tcp_user_timeout": timeout_ms + 2000,
-            "keepalives_idle": 30,
-        },
-        **pool,
-    )
+    connect_args: dict[str, Any] = {
+        "connect_timeout": settings.db_connect_timeout,
+        "application_name": "taskapi",
+        # A server that stops answering (rather than refusing) fails a statement within the
+        # statement timeout plus a little, instead of after TCP's ~15 minutes.
+        "tcp_user_timeout": timeout_ms + 2000,
+        "keepalives_idle": 30,
+    }
+    if settings.db_startup_options:
+        # Behind PgBouncer in transaction mode they are the role's instead (migrate.py).
+        connect_args["options"] = " ".join(
+            f"-c {name}={value}" for name, value in session_defaults(settings, read_only).items()
+        )
+    engine = create_engine(url, connect_args=connect_args, **pool)
     event.listen(engine, "handle_error", _lost_primary)
     return _ping_when_idle(engine)
+
+
+def session_defaults(settings: Settings, read_only: bool = False) -> dict[str, str]:
+    """What each PostgreSQL session of a pool starts with: the timeouts, in milliseconds, and
+    for the read pool a read-only default (a guard: it never writes)."""
+    defaults = {
+        "statement_timeout": str(int(settings.db_statement_timeout * 1000)),
+        "lock_timeout": str(int(settings.db_lock_timeout * 1000)),
+    }
+    if read_only:
+        defaults["default_transaction_read_only"] = "on"
+    return defaults
 
 
 def _read_pool_url(url: str) -> str:

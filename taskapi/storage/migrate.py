@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 
 from taskapi.config import Settings
 from taskapi.resources import migrations_path
+from taskapi.storage.db import session_defaults
 from taskapi.storage.schema import metadata
 
 
@@ -57,6 +58,22 @@ def create_database(settings: Settings) -> str:
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
     command.upgrade(alembic_config(settings), revision)
+    if not settings.is_sqlite and not settings.db_startup_options:
+        set_role_defaults(settings)
+
+
+def set_role_defaults(settings: Settings) -> None:
+    """Make the timeouts the database role's own session defaults, for connections that cannot
+    send them (DB_STARTUP_OPTIONS=false: PgBouncer in transaction mode lends each transaction
+    a server connection, which PostgreSQL opened as this role). A role may set its own."""
+    engine = sa.create_engine(settings.database_url, poolclass=sa.NullPool)
+    try:
+        with engine.begin() as conn:
+            for name, value in session_defaults(settings).items():
+                # SET takes no bound parameters; both are integers we formatted ourselves.
+                conn.execute(sa.text(f"ALTER ROLE CURRENT_USER SET {name} = {int(value)}"))
+    finally:
+        engine.dispose()
 
 
 def downgrade(settings: Settings, revision: str = "-1") -> None:

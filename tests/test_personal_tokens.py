@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -207,7 +208,8 @@ def test_a_revocation_holds_on_every_worker_at_once(live_server):
     """`taskapi serve` with two workers: requests on new connections reach both."""
     with httpx.Client(base_url=live_server, timeout=10) as http:
         api = Api(http)
-        session = api.user()
+        # The server is shared by the session's live tests: an address of this test's own.
+        session = api.user(f"revoked-{uuid.uuid4().hex[:8]}@example.com")
         data = create(api, session)
     requests = 20
 

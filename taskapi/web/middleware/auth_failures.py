@@ -31,10 +31,7 @@ class AuthFailureLimitMiddleware:
         self._refused_until: dict[str, float] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.limiter.default:
-            await self.app(scope, receive, send)
-            return
-        if not _presents_a_token(scope):
+        if scope["type"] != "http" or not self.limiter.default or not _presents_a_token(scope):
             await self.app(scope, receive, send)
             return
         client = client_ip(scope)

@@ -131,8 +131,8 @@ def create_app(settings: Settings | None = None) -> TaskAPI:
     spec = load_spec()
     db = Database(settings)
     metrics = Metrics()
-    metrics.watch_pool(db.engine, "write")
-    metrics.watch_pool(db.read_engine, "read")
+    metrics.watch_pool(db.engine, "write", limit=db.pool_limits["write"])
+    metrics.watch_pool(db.read_engine, "read", limit=db.pool_limits["read"])
     services = Services(
         settings=settings,
         db=db,

@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 NPM_INSTALLED := node_modules/.installed
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test reliability lint types fmt migrate contract spec examples compat client browser bench deploy-check install clean
+.PHONY: run test reliability lint types fmt migrate contract spec examples compat client browser prometheus bench deploy-check install clean
 
 run: $(INSTALLED)
 	$(BIN)/taskapi serve
@@ -93,6 +93,21 @@ browser: $(NPM_INSTALLED)
 		echo "browser: no $(CHROMIUM) and no apt-get; tests/test_browser.py will skip"; \
 	fi
 
+# Prometheus and promtool for tests/test_prometheus.py and deploy-check's rule tests: Debian's
+# package, installed like the browser when missing (apt-get update only if the install fails).
+PROMETHEUS ?= /usr/bin/prometheus
+prometheus:
+	@if [ -x "$(PROMETHEUS)" ] && command -v promtool >/dev/null; then \
+		echo "prometheus: $$($(PROMETHEUS) --version 2>&1 | head -n 1)"; \
+	elif command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$(SUDO) apt-get install -y -qq --no-install-recommends prometheus \
+			|| { $(SUDO) apt-get update -qq \
+				&& $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }; \
+	else \
+		echo "prometheus: no $(PROMETHEUS) and no apt-get; tests/test_prometheus.py will skip"; \
+	fi
+
 # Timings under wrk on PostgreSQL, not part of `make test`: tests/bench/run.py, options in
 # BENCH_ARGS (make bench BENCH_ARGS='--scenarios list,get'). wrk comes from apt when we are root.
 BENCH_VENV := build/bench-venv
@@ -111,10 +126,13 @@ bench: $(INSTALLED) $(BENCH_VENV)/.installed
 		|| { echo "make bench needs wrk: apt-get install wrk (Debian, Ubuntu) or brew install wrk"; exit 1; }
 	TASKAPI_BIN=$(CURDIR)/$(BENCH_VENV)/bin/taskapi $(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 
-# The Dockerfile (hadolint), the compose file (the Compose Specification) and the Kubernetes
-# manifests (rendered by kustomize, validated strictly against K8S_VERSION), all offline.
+# The Dockerfile (hadolint), the compose file (the Compose Specification), the Kubernetes
+# manifests (rendered by kustomize, validated strictly against K8S_VERSION) and the alert rules
+# (promtool's checks and the unit tests beside them), all offline.
 K8S_VERSION := 1.31.0
-deploy-check: $(INSTALLED)
+deploy-check: $(INSTALLED) prometheus
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool test rules deploy/prometheus/alerts_test.yml
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	@mkdir -p build/k8s

@@ -365,3 +365,25 @@ def test_production_runs_three_replicas_within_the_connection_budget():
     per_pod = int(environment["WEB_CONCURRENCY"]) * int(environment["DB_MAX_OPEN_CONNS"])
     migration = 1
     assert pods * per_pod + migration <= POSTGRES_CONNECTIONS
+
+
+def test_service_monitor_scrapes_the_services_metrics_port_as_the_taskapi_job(rendered):
+    monitor: dict[str, Any] = yaml.safe_load(
+        (K8S / "monitoring" / "servicemonitor.yaml").read_text()
+    )
+    assert monitor["kind"] == "ServiceMonitor"
+    service = one(rendered, "Service", "taskapi")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    # The operator names the job after the Service, as the alert rules expect.
+    assert "jobLabel" not in monitor["spec"]
+    assert service["metadata"]["name"] == "taskapi"
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    (api,) = api_pod(rendered)["containers"]
+    annotations = one(rendered, "Deployment", "taskapi")["spec"]["template"]["metadata"][
+        "annotations"
+    ]
+    assert endpoint["path"] == annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert container_ports(api)[endpoint["port"]] == int(annotations["prometheus.io/port"])

@@ -15,7 +15,9 @@ COPY migrations/ migrations/
 COPY taskapi/ taskapi/
 # Every dependency ships manylinux wheels: nothing is compiled, so no compiler is installed.
 # The venv gets no pip of its own; pip compiles the bytecode, so a read-only root needs none.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
+# The tracing extra comes along, so that an OTEL_* variable alone turns traces on; until one
+# does, none of it is loaded.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[tracing]' \
     && python -m venv --without-pip /opt/taskapi \
     && pip --python /opt/taskapi/bin/python install --no-cache-dir --no-index /wheels/*.whl
 

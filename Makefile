@@ -111,12 +111,13 @@ prometheus:
 # Timings under wrk on PostgreSQL, not part of `make test`: tests/bench/run.py, options in
 # BENCH_ARGS (make bench BENCH_ARGS='--scenarios list,get'). wrk comes from apt when we are root.
 BENCH_VENV := build/bench-venv
-# TaskAPI as a user installs it: the wheel and its runtime dependencies, no dev extras.
+# TaskAPI as the image installs it: the wheel, its runtime dependencies and the tracing extra
+# (loaded only when an OTEL_* variable turns traces on), no dev extras.
 $(BENCH_VENV)/.installed: pyproject.toml openapi/openapi.yaml $(shell find taskapi migrations -name '*.py')
 	rm -rf $(BENCH_VENV) build/bench-wheel
 	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir build/bench-wheel .
 	$(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet build/bench-wheel/*.whl
+	$(BENCH_VENV)/bin/python -m pip install --quiet "$$(ls build/bench-wheel/*.whl)[tracing]"
 	@touch $@
 
 bench: $(INSTALLED) $(BENCH_VENV)/.installed

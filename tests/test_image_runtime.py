@@ -1,9 +1,10 @@
 """The Docker image's steps, without Docker: what the Dockerfile builds must migrate and serve.
 
-The wheel and its dependencies are built and installed as the Dockerfile does it (`pip wheel`,
-then a venv without pip that `pip --python` fills from those wheels alone), the process runs
-outside the checkout with the image's environment, migrates a fresh database twice, serves,
-answers /ready and an authenticated round trip, and exits cleanly on SIGTERM.
+The wheel and its dependencies, the tracing extra's included, are built and installed as the
+Dockerfile does it (`pip wheel`, then a venv without pip that `pip --python` fills from those
+wheels alone), the process runs outside the checkout with the image's environment, migrates a
+fresh database twice, serves, answers /ready and an authenticated round trip, and exits
+cleanly on SIGTERM.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build = tmp_path_factory.mktemp("image")
     wheels, venv = build / "wheels", build / "venv"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    run([*pip, "wheel", "--quiet", "--wheel-dir", wheels, ROOT])
+    run([*pip, "wheel", "--quiet", "--wheel-dir", wheels, f"{ROOT}[tracing]"])
     run([sys.executable, "-m", "venv", "--without-pip", venv])
     run([*pip, "--python", venv / "bin" / "python", "install", "--quiet", "--no-index",
          *sorted(wheels.glob("*.whl"))])  # fmt: skip

@@ -141,8 +141,8 @@ def create_app(settings: Settings | None = None) -> TaskAPI:
     """A TaskAPI ASGI app for `settings` (default: from the environment)."""
     settings = settings or Settings.from_env()
     spec = load_spec()
-    db = Database(settings)
     tracing = _tracing(settings)
+    db = Database(settings)
     metrics = Metrics()
     metrics.watch_pool(db.engine, "write", limit=db.pool_limits["write"])
     metrics.watch_pool(db.read_engine, "read", limit=db.pool_limits["read"])

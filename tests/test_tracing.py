@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from taskapi.app import create_app
 from taskapi.config import ConfigError, Settings
 from tests.metrics_server import served
 from tests.otlp_receiver import Receiver, Span, receiving
@@ -169,3 +171,16 @@ def test_traces_are_off_unless_an_otel_variable_asks_for_them():
     assert Settings.from_env(disabled, dotenv=None).traces_exporter == "none"
     with pytest.raises(ConfigError, match="OTEL_TRACES_EXPORTER must be one of"):
         Settings.from_env({**base, "OTEL_TRACES_EXPORTER": "zipkin"}, dotenv=None)
+
+
+def test_traces_asked_for_without_opentelemetry_installed_stop_the_start(tmp_path, monkeypatch):
+    # As if the tracing extra were not installed.
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    monkeypatch.delitem(sys.modules, "taskapi.ops.tracing", raising=False)
+    values = {
+        "JWT_SECRET": "x" * 40,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+    }
+    with pytest.raises(ConfigError, match=r"pip install 'taskapi\[tracing\]'"):
+        create_app(Settings.from_env(values, dotenv=None))

@@ -387,3 +387,34 @@ def test_service_monitor_scrapes_the_services_metrics_port_as_the_taskapi_job(re
     assert endpoint["path"] == annotations["prometheus.io/path"] == "/metrics"
     assert annotations["prometheus.io/scrape"] == "true"
     assert container_ports(api)[endpoint["port"]] == int(annotations["prometheus.io/port"])
+
+
+# --- Prometheus alerts -------------------------------------------------------------------
+
+PROMETHEUS_RULES = ROOT / "deploy" / "prometheus"
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    loaded = yaml.safe_load((PROMETHEUS_RULES / "alerts.yml").read_text())
+    return [rule for group in loaded["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def test_every_alert_has_a_severity_a_runbook_and_a_test_that_fires_it():
+    rules = alert_rules()
+    assert len(rules) >= 10
+    tests = yaml.safe_load((PROMETHEUS_RULES / "alerts_test.yml").read_text())["tests"]
+    fired = {
+        case["alertname"]
+        for test in tests
+        for case in test.get("alert_rule_test", [])
+        if case["exp_alerts"]
+    }
+    runbook = (ROOT / "docs" / "deploying.md").read_text()
+    for rule in rules:
+        assert rule["labels"]["severity"] in {"page", "ticket"}, rule["alert"]
+        assert rule["annotations"]["runbook"] == "docs/deploying.md#alerts", rule["alert"]
+        assert rule["alert"] in fired, f"no test in alerts_test.yml fires {rule['alert']}"
+        assert f"| `{rule['alert']}` |" in runbook, (
+            f"docs/deploying.md does not explain {rule['alert']}"
+        )
+    assert "\n### Alerts\n" in runbook

@@ -19,15 +19,17 @@ COPY migrations/ migrations/
 COPY taskapi/ taskapi/
 # Every dependency ships manylinux wheels: nothing is compiled, so no compiler is installed.
 # uv's venv has no pip; uv compiles the bytecode, so a read-only root needs none.
+# The tracing extra comes along, so that an OTEL_* variable alone turns traces on; until one
+# does, none of it is loaded.
 ENV UV_PROJECT_ENVIRONMENT=/opt/taskapi \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
     UV_NO_CACHE=1
-RUN uv sync --frozen --no-editable --quiet \
+RUN uv sync --frozen --no-editable --extra tracing --quiet \
     && mkdir -p /opt/taskapi/share/taskapi \
     && cp uv.lock /opt/taskapi/share/taskapi/ \
-    && uv export --frozen --format cyclonedx1.5 --quiet \
+    && uv export --frozen --extra tracing --format cyclonedx1.5 --quiet \
         --output-file /opt/taskapi/share/taskapi/sbom.cdx.json
 
 FROM python:3.11-slim

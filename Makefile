@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 NPM_INSTALLED := node_modules/.installed
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test reliability lint types fmt migrate contract spec examples compat client browser pgbouncer bench deploy-check install lock audit sbom clean
+.PHONY: run test reliability lint types fmt migrate contract spec examples compat client browser pgbouncer prometheus bench deploy-check install lock audit sbom clean
 
 # The runtime set only: no test or lint tools, so a first `make run` is quick.
 run: $(RUNTIME_INSTALLED)
@@ -120,13 +120,30 @@ pgbouncer:
 		echo "pgbouncer: not installed and no apt-get; tests/test_pgbouncer.py will skip"; \
 	fi
 
+# Prometheus and promtool for tests/test_prometheus.py and deploy-check's rule tests: Debian's
+# package, installed like the browser when missing (apt-get update only if the install fails).
+PROMETHEUS ?= /usr/bin/prometheus
+prometheus:
+	@if [ -x "$(PROMETHEUS)" ] && command -v promtool >/dev/null; then \
+		echo "prometheus: $$($(PROMETHEUS) --version 2>&1 | head -n 1)"; \
+	elif command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$(SUDO) apt-get install -y -qq --no-install-recommends prometheus \
+			|| { $(SUDO) apt-get update -qq \
+				&& $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }; \
+	else \
+		echo "prometheus: no $(PROMETHEUS) and no apt-get; tests/test_prometheus.py will skip"; \
+	fi
+
 # Timings under wrk on PostgreSQL, not part of `make test`: tests/bench/run.py, options in
 # BENCH_ARGS (make bench BENCH_ARGS='--scenarios list,get'). wrk comes from apt when we are root.
 BENCH_VENV := build/bench-venv
-# TaskAPI as the image installs it: the locked runtime set and the package itself, not editable.
+# TaskAPI as the image installs it: the locked runtime set with the tracing extra (loaded only
+# when an OTEL_* variable turns traces on) and the package itself, not editable.
 $(BENCH_VENV)/.installed: $(UV) uv.lock pyproject.toml openapi/openapi.yaml $(shell find taskapi migrations -name '*.py')
 	rm -rf $(BENCH_VENV)
-	UV_PROJECT_ENVIRONMENT=$(BENCH_VENV) $(UV) sync --frozen --no-editable --quiet --python $(PYTHON)
+	UV_PROJECT_ENVIRONMENT=$(BENCH_VENV) $(UV) sync --frozen --no-editable --extra tracing \
+		--quiet --python $(PYTHON)
 	@touch $@
 
 bench: $(INSTALLED) $(BENCH_VENV)/.installed
@@ -136,10 +153,13 @@ bench: $(INSTALLED) $(BENCH_VENV)/.installed
 		|| { echo "make bench needs wrk: apt-get install wrk (Debian, Ubuntu) or brew install wrk"; exit 1; }
 	TASKAPI_BIN=$(CURDIR)/$(BENCH_VENV)/bin/taskapi $(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 
-# The Dockerfile (hadolint), the compose file (the Compose Specification) and the Kubernetes
-# manifests (rendered by kustomize, validated strictly against K8S_VERSION), all offline.
+# The Dockerfile (hadolint), the compose file (the Compose Specification), the Kubernetes
+# manifests (rendered by kustomize, validated strictly against K8S_VERSION) and the alert rules
+# (promtool's checks and the unit tests beside them), all offline.
 K8S_VERSION := 1.31.0
-deploy-check: $(INSTALLED)
+deploy-check: $(INSTALLED) prometheus
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool test rules deploy/prometheus/alerts_test.yml
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	@mkdir -p build/k8s

@@ -7,9 +7,9 @@ app, and the middleware every request passes through is `middleware_stack`, in o
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connexion.datastructures import MediaTypeDict
 from connexion.middleware.context import ContextMiddleware
@@ -21,7 +21,7 @@ from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.options import SwaggerUIOptions
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from taskapi.config import Settings
+from taskapi.config import ConfigError, Settings
 from taskapi.domain import changes
 from taskapi.domain.access_tokens import TokenCodec
 from taskapi.domain.passwords import PasswordHasher
@@ -56,6 +56,9 @@ from taskapi.web.middleware.observability import RequestMiddleware
 from taskapi.web.middleware.ratelimit import RateLimiter, RateLimitMiddleware
 from taskapi.web.routing import RoutedOnlyMiddleware, Routes, TagResolver, spec_operations
 
+if TYPE_CHECKING:
+    from taskapi.ops.tracing import Tracing
+
 
 def middleware_stack(
     settings: Settings,
@@ -64,9 +67,11 @@ def middleware_stack(
     services: Services,
     limiter: RateLimiter,
     admission: Admission,
+    tracing: Tracing | None = None,
 ) -> list[Any]:
     """Connexion's default stack with ours in between, outermost first:
 
+      [TracingMiddleware (the request's span), when traces are on]
       RequestMiddleware (request id, access log, metrics)
       [ProxyHeadersMiddleware: the client address, when TRUSTED_PROXIES is set]
       Connexion's ServerError
@@ -89,7 +94,14 @@ def middleware_stack(
     unless responses are validated, since it would only pass requests on.
     """
     templates = {op_id: path for op_id, (_, path, _) in spec_operations(spec).items()}
+    traced = []
+    if tracing is not None:
+        # Imported only now: with traces off, OpenTelemetry is never loaded.
+        from taskapi.web.middleware.tracing import TracingMiddleware
+
+        traced = [partial(TracingMiddleware, tracer_provider=tracing.provider, templates=templates)]
     return [
+        *traced,
         partial(
             RequestMiddleware,
             services=services,
@@ -137,10 +149,11 @@ def create_app(settings: Settings | None = None) -> TaskAPI:
     """A TaskAPI ASGI app for `settings` (default: from the environment)."""
     settings = settings or Settings.from_env()
     spec = load_spec()
+    tracing = _tracing(settings)
     db = Database(settings)
     metrics = Metrics()
-    metrics.watch_pool(db.engine, "write")
-    metrics.watch_pool(db.read_engine, "read")
+    metrics.watch_pool(db.engine, "write", limit=db.pool_limits["write"])
+    metrics.watch_pool(db.read_engine, "read", limit=db.pool_limits["read"])
     services = Services(
         settings=settings,
         db=db,
@@ -167,12 +180,16 @@ def create_app(settings: Settings | None = None) -> TaskAPI:
         max_wait=settings.bcrypt_max_wait,
         on_change=metrics.bcrypt,
         on_refused=metrics.overloaded.inc,
+        wait_span=tracing.span("bcrypt slot wait") if tracing else nullcontext,
     )
+    if tracing:
+        tracing.watch(db.engine)
+        tracing.watch(db.read_engine)
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         drain_on_sigterm(settings.shutdown_drain)
-        with metrics_module.worker_process():
+        with metrics_module.worker_process(), tracing.running() if tracing else nullcontext():
             async with housekeeping.periodically(
                 db, settings.purge_interval, tombstone_retention=settings.tombstone_retention
             ):
@@ -191,6 +208,7 @@ def create_app(settings: Settings | None = None) -> TaskAPI:
             services=services,
             limiter=limiter,
             admission=admission,
+            tracing=tracing,
         ),
         # taskapi/web/docs serves the spec as written and the docs pages instead.
         swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui=False),
@@ -209,3 +227,18 @@ def create_app(settings: Settings | None = None) -> TaskAPI:
     )
     register_error_handlers(app, Routes(spec))
     return app
+
+
+def _tracing(settings: Settings) -> Tracing | None:
+    """OpenTelemetry's tracer provider when OTEL_TRACES_EXPORTER asks for traces, else None."""
+    if settings.traces_exporter == "none":
+        return None
+    try:
+        # Imported only now: with traces off, OpenTelemetry is never loaded.
+        from taskapi.ops.tracing import Tracing
+    except ImportError as error:
+        raise ConfigError(
+            f"OTEL_TRACES_EXPORTER={settings.traces_exporter} needs OpenTelemetry: "
+            f"pip install 'taskapi[tracing]' ({error})"
+        ) from None
+    return Tracing(settings.traces_exporter)

@@ -25,6 +25,7 @@ from limits import RateLimitItem, parse_many
 Environment = Literal["development", "production"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+TracesExporter = Literal["none", "otlp", "console"]
 
 MIN_SECRET_BYTES = 32
 # A rate limit setting that turns its budget off (an empty variable means the default).
@@ -83,6 +84,23 @@ def _jwt_secret(values: Mapping[str, str], production: bool) -> str:
     if production:
         raise ConfigError("JWT_SECRET is required when TASKAPI_ENV=production")
     return _development_secret(Path(DEV_SECRET_FILE))
+
+
+def _traces_exporter(values: Mapping[str, str], _production: bool) -> str:
+    # OpenTelemetry's own variables, read as its SDK reads them but for one thing: traces are
+    # off unless asked for (the SDK's default exporter is otlp), since each costs a little.
+    if values.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return "none"
+    chosen = values.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if not chosen:
+        endpoints = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+        return "otlp" if any(values.get(name, "").strip() for name in endpoints) else "none"
+    allowed = typing.get_args(TracesExporter)
+    if chosen not in allowed:
+        raise ConfigError(
+            f"OTEL_TRACES_EXPORTER must be one of {', '.join(allowed)}, got {chosen!r}"
+        )
+    return chosen
 
 
 def database_url_from(values: Mapping[str, str], production: bool = False) -> str:
@@ -296,6 +314,14 @@ class Settings:
     )
     access_log: bool = setting(
         "ACCESS_LOG", "one log line per request (`taskapi serve --no-access-log`: off)", True
+    )
+    traces_exporter: TracesExporter = setting(
+        "OTEL_TRACES_EXPORTER",
+        "OpenTelemetry traces (needs `pip install 'taskapi[tracing]'`): `otlp` sends them over "
+        "OTLP/HTTP to `OTEL_EXPORTER_OTLP_ENDPOINT`, and is the default once that is set; "
+        "the SDK's other `OTEL_*` variables apply (docs/deploying.md, Traces)",
+        "none",
+        source=_traces_exporter,
     )
     metrics_port: int = setting(
         "METRICS_PORT",

@@ -283,6 +283,21 @@ def test_a_server_process_never_imports_the_orm(workdir):
     assert result.stdout.strip() == "[]"
 
 
+def test_a_server_process_loads_no_opentelemetry_while_traces_are_off(workdir):
+    """Installed with the dev extras, OpenTelemetry stays out of a server whose environment
+    does not ask for traces; asked, it is loaded."""
+    script = (
+        "import sys\n"
+        "from taskapi.server import serving_app\n"
+        "with serving_app().test_client() as client:\n"
+        "    assert client.get('/api/v1/tasks').status_code == 401\n"
+        "print(sorted(name for name in sys.modules if name.startswith('opentelemetry')))\n"
+    )
+    assert in_a_new_interpreter(script, workdir).stdout.strip() == "[]"
+    console = in_a_new_interpreter(script, workdir, OTEL_TRACES_EXPORTER="console")
+    assert "opentelemetry.sdk.trace" in console.stdout
+
+
 def test_a_server_process_never_runs_the_modules_it_does_not_use(workdir):
     """requests, httpx, Starlette's test client and a2wsgi, which Connexion imports, are stood
     in for in a serving process (web/framework/deferred_imports.py); each still works when

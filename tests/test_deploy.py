@@ -367,3 +367,56 @@ def test_production_runs_three_replicas_within_the_connection_budget():
     per_pod = int(environment["WEB_CONCURRENCY"]) * int(environment["DB_MAX_OPEN_CONNS"])
     migration = 1
     assert pods * per_pod + migration <= POSTGRES_CONNECTIONS
+
+
+def test_service_monitor_scrapes_the_services_metrics_port_as_the_taskapi_job(rendered):
+    monitor: dict[str, Any] = yaml.safe_load(
+        (K8S / "monitoring" / "servicemonitor.yaml").read_text()
+    )
+    assert monitor["kind"] == "ServiceMonitor"
+    service = one(rendered, "Service", "taskapi")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    # The operator names the job after the Service, as the alert rules expect.
+    assert "jobLabel" not in monitor["spec"]
+    assert service["metadata"]["name"] == "taskapi"
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    (api,) = api_pod(rendered)["containers"]
+    annotations = one(rendered, "Deployment", "taskapi")["spec"]["template"]["metadata"][
+        "annotations"
+    ]
+    assert endpoint["path"] == annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert container_ports(api)[endpoint["port"]] == int(annotations["prometheus.io/port"])
+
+
+# --- Prometheus alerts -------------------------------------------------------------------
+
+PROMETHEUS_RULES = ROOT / "deploy" / "prometheus"
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    loaded = yaml.safe_load((PROMETHEUS_RULES / "alerts.yml").read_text())
+    return [rule for group in loaded["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def test_every_alert_has_a_severity_a_runbook_and_a_test_that_fires_it():
+    rules = alert_rules()
+    assert len(rules) >= 10
+    tests = yaml.safe_load((PROMETHEUS_RULES / "alerts_test.yml").read_text())["tests"]
+    fired = {
+        case["alertname"]
+        for test in tests
+        for case in test.get("alert_rule_test", [])
+        if case["exp_alerts"]
+    }
+    runbook = (ROOT / "docs" / "deploying.md").read_text()
+    for rule in rules:
+        assert rule["labels"]["severity"] in {"page", "ticket"}, rule["alert"]
+        assert rule["annotations"]["runbook"] == "docs/deploying.md#alerts", rule["alert"]
+        assert rule["alert"] in fired, f"no test in alerts_test.yml fires {rule['alert']}"
+        assert f"| `{rule['alert']}` |" in runbook, (
+            f"docs/deploying.md does not explain {rule['alert']}"
+        )
+    assert "\n### Alerts\n" in runbook

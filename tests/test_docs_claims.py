@@ -31,7 +31,7 @@ FILE_SUFFIXES = (".py", ".md", ".yaml", ".yml", ".toml", ".json", ".lua", ".sh",
 OTHER_VARIABLES = {
     *("DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME", "DB_SSLMODE"),
     *("TEST_DATABASE_URL", "BENCH_ARGS", "TASKAPI_BIN", "K8S_VERSION", "CHROMIUM"),
-    *("PROMETHEUS_MULTIPROC_DIR", "MALLOC_ARENA_MAX", "PYTHONWARNINGS"),
+    *("PROMETHEUS_MULTIPROC_DIR", "MALLOC_ARENA_MAX", "PYTHONWARNINGS", "PROMETHEUS"),
 }
 # Made by a build or a run, so absent from a fresh clone; and the files of the peers'
 # benchmark harness (../shared/bench), which docs/performance.md describes.
@@ -131,8 +131,18 @@ def test_the_settings_the_docs_name_exist(page):
     named = {
         m for s in spans(page) for m in re.findall(r"^([A-Z][A-Z0-9]*_[A-Z0-9_]+)(?:=.*)?$", s)
     }
-    unknown = sorted(named - settings - OTHER_VARIABLES - constants - sdk_names())
+    unknown = sorted(
+        named - settings - OTHER_VARIABLES - constants - sdk_names() - opentelemetry_variables()
+    )
     assert not unknown, unknown
+
+
+def opentelemetry_variables() -> set[str]:
+    """The OTEL_* variables OpenTelemetry's API and SDK read (docs/deploying.md, Traces)."""
+    from opentelemetry import environment_variables as api
+    from opentelemetry.sdk import environment_variables as sdk
+
+    return {name for module in (api, sdk) for name in dir(module) if name.startswith("OTEL_")}
 
 
 def sdk_names() -> set[str]:

@@ -1,7 +1,8 @@
 """The Docker image's steps, without Docker: what the Dockerfile builds must migrate and serve.
 
 The Dockerfile's own install step (its `uv sync` line, with its `UV_*` environment, read from
-the file) fills a venv; it must hold exactly the runtime set uv.lock pins, and no pip. The
+the file) fills a venv; it must hold exactly what uv.lock pins for the runtime set and the
+extras that line names (tracing), and no pip. The
 process then runs outside the checkout with the image's environment, migrates a fresh database
 twice, serves, answers /ready and an authenticated round trip, and exits cleanly on SIGTERM.
 """
@@ -54,10 +55,11 @@ def dockerfile_install() -> tuple[list[str], dict[str, str]]:
     return shlex.split(command[1]), env
 
 
-def locked_runtime_set() -> dict[str, str]:
-    """name -> version of every package uv.lock pins for the runtime set."""
+def locked_runtime_set(extras: list[str]) -> dict[str, str]:
+    """name -> version of every package uv.lock pins for the runtime set and `extras`."""
+    chosen = [option for extra in extras for option in ("--extra", extra)]
     exported = run([UV, "export", "--frozen", "--no-emit-project", "--no-hashes", "--quiet",
-                    "--format", "requirements.txt"], cwd=ROOT)  # fmt: skip
+                    *chosen, "--format", "requirements.txt"], cwd=ROOT)  # fmt: skip
     # Markers pick the entries for this interpreter, the image's Python version.
     pins = re.findall(r"^([A-Za-z0-9_.-]+)==([^\s;]+)(?: ; (.+))?$", exported, re.MULTILINE)
     return {
@@ -97,7 +99,10 @@ def test_the_image_holds_exactly_the_locked_runtime_set(image: Path):
     installed = json.loads(run([image / "python", "-c", listing]))
     installed = {normalize(name): version for name, version in installed.items()}
     assert installed.pop("taskapi")
-    assert installed == locked_runtime_set()
+    command, _ = dockerfile_install()
+    extras = [command[i + 1] for i, option in enumerate(command) if option == "--extra"]
+    assert extras == ["tracing"]
+    assert installed == locked_runtime_set(extras)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -99,6 +99,16 @@ def test_metrics_count_requests_by_operation_and_status(services, api, auth):
     assert "nobody@example.com" not in text
 
 
+def test_metrics_say_how_many_connections_each_pool_may_open(services):
+    text = services.metrics.render().decode()
+    limits = services.db.pool_limits
+    assert limits["read"] >= 1
+    assert limits["write"] >= 1
+    assert limits["read"] + limits["write"] == services.settings.db_max_open_conns
+    for pool, limit in limits.items():
+        assert f'taskapi_db_connections_max{{pool="{pool}"}} {float(limit)}' in text
+
+
 def test_ready_reports_each_dependency(api):
     response = api.client.get("/ready")
     assert response.status_code == 200

@@ -2,9 +2,10 @@
 
 `taskapi serve` hands `log_config(settings)` to uvicorn, which applies it in every worker.
 Every record carries `request_id` (the X-Request-ID of the request it was logged for, `-`
-outside one); JSON lines put an exception's traceback in an `exc_info` field of the same
-line. Nothing here logs request bodies, and the database engine hides statement parameters
-from its error messages, so passwords, tokens and hashes stay out of the logs.
+outside one), and with traces on, `trace_id` and `span_id` too (ops/tracing.py); JSON lines
+put an exception's traceback in an `exc_info` field of the same line. Nothing here logs
+request bodies, and the database engine hides statement parameters from its error messages,
+so passwords, tokens and hashes stay out of the logs.
 """
 
 from __future__ import annotations

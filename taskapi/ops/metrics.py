@@ -65,6 +65,13 @@ class Metrics:
             ["pool"],
             **gauges,  # type: ignore[arg-type]
         )
+        # Beside the connections in use: a pool is exhausted when the two meet.
+        self.pool_limit = Gauge(
+            "taskapi_db_connections_max",
+            "The most connections the pool opens",
+            ["pool"],
+            **gauges,  # type: ignore[arg-type]
+        )
         self.bcrypt_busy = Gauge(
             "taskapi_bcrypt_busy",
             "Requests holding a bcrypt slot",
@@ -102,10 +109,11 @@ class Metrics:
             registry=self.registry,
         )
 
-    def watch_pool(self, engine: Engine, pool: str) -> None:
-        """Track how many of `engine`'s connections are in use."""
+    def watch_pool(self, engine: Engine, pool: str, *, limit: int) -> None:
+        """Track how many of `engine`'s `limit` connections are in use."""
         from sqlalchemy import event  # a worker's; `taskapi serve`'s supervisor never needs it
 
+        self.pool_limit.labels(pool).set(limit)
         gauge = self.pool_in_use.labels(pool)
         event.listen(engine, "checkout", lambda *_: gauge.inc())
         event.listen(engine, "checkin", lambda *_: gauge.dec())

@@ -199,6 +199,11 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.engine = make_engine(settings, autocommit=True)
         self.read_engine = make_engine(settings, read_only=True)
+        # The most connections each pool opens (for the metrics).
+        self.pool_limits = {
+            "write": _pool_share(settings, read_only=False)[0],
+            "read": _pool_share(settings, read_only=True)[0],
+        }
         if settings.env != "production":
             # A check of TaskAPI's own code, for development and the tests: any listener on
             # the engine costs every statement SQLAlchemy's event dispatch (docs/performance.md,

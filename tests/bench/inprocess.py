@@ -46,7 +46,8 @@ def production_settings() -> Settings:
         **{
             k: v
             for k, v in os.environ.items()
-            if k == "DATABASE_URL" or k.startswith("RATE_LIMIT_")
+            # OTEL_*: traces on, as docs/performance.md measures them.
+            if k == "DATABASE_URL" or k.startswith(("RATE_LIMIT_", "OTEL_"))
         },
     }
     if "DATABASE_URL" not in values:

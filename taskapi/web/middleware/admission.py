@@ -14,7 +14,9 @@ import asyncio
 import os
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -62,6 +64,7 @@ class Admission:
         max_wait: float,
         on_change: Callable[[int, int], None] = lambda busy, waiting: None,
         on_refused: Callable[[], None] = lambda: None,
+        wait_span: Callable[[], AbstractContextManager[Any]] = nullcontext,
     ) -> None:
         self.slots = slots
         self.queue = queue
@@ -70,6 +73,8 @@ class Admission:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._on_change = on_change
         self._on_refused = on_refused
+        # Around each wait for a slot, however short: a span when traces are on.
+        self.wait_span = wait_span
 
     @property
     def waiting(self) -> int:
@@ -119,7 +124,8 @@ class AdmissionMiddleware:
         if policy is None or not policy.bcrypt:
             await self.app(scope, receive, send)
             return
-        await self.admission.acquire()
+        with self.admission.wait_span():
+            await self.admission.acquire()
         try:
             await self.app(scope, receive, send)
         finally:

@@ -98,42 +98,33 @@ client: $(INSTALLED)
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
 browser: $(NPM_INSTALLED)
-	@if [ -x "$(CHROMIUM)" ]; then \
-		echo "browser: $(CHROMIUM) ($$($(CHROMIUM) --version 2>/dev/null))"; \
-	elif command -v apt-get >/dev/null; then \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
-			-y -qq --no-install-recommends chromium fonts-dejavu-core; \
-	else \
-		echo "browser: no $(CHROMIUM) and no apt-get; tests/test_browser.py will skip"; \
-	fi
+	$(call debian_tool,browser,[ -x "$(CHROMIUM)" ],$(CHROMIUM) --version 2>/dev/null,chromium fonts-dejavu-core,tests/test_browser.py)
 
-# PgBouncer for tests/test_pgbouncer.py: Debian's package, installed with apt-get when it is
-# missing, as `browser` installs Chromium.
+# PgBouncer for tests/test_pgbouncer.py.
 pgbouncer:
-	@if command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]; then \
-		echo "pgbouncer: $$(/usr/sbin/pgbouncer --version 2>/dev/null | head -n 1)"; \
-	elif command -v apt-get >/dev/null; then \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-			pgbouncer || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-			$(SUDO) apt-get install -y -qq --no-install-recommends pgbouncer; }; \
-	else \
-		echo "pgbouncer: not installed and no apt-get; tests/test_pgbouncer.py will skip"; \
-	fi
+	$(call debian_tool,pgbouncer,command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ],/usr/sbin/pgbouncer --version | head -n 1,pgbouncer,tests/test_pgbouncer.py)
 
-# Prometheus and promtool for tests/test_prometheus.py and deploy-check's rule tests: Debian's
-# package, installed like the browser when missing (apt-get update only if the install fails).
+# Prometheus and promtool for tests/test_prometheus.py and deploy-check's rule tests.
 PROMETHEUS ?= /usr/bin/prometheus
 prometheus:
-	@if [ -x "$(PROMETHEUS)" ] && command -v promtool >/dev/null; then \
-		echo "prometheus: $$($(PROMETHEUS) --version 2>&1 | head -n 1)"; \
+	$(call debian_tool,prometheus,[ -x "$(PROMETHEUS)" ] && command -v promtool >/dev/null,$(PROMETHEUS) --version 2>&1 | head -n 1,prometheus,tests/test_prometheus.py)
+
+# $(call debian_tool,NAME,CHECK,VERSION,PACKAGES,TESTS): a tool from Debian's packages for the
+# tests that need it. Installed with apt-get (as root, or through passwordless sudo) when the
+# shell test CHECK fails, with `apt-get update` only if the plain install does; without apt-get,
+# TESTS skip, saying why. VERSION is a command that prints what is installed.
+define debian_tool
+	@if $(2); then \
+		echo "$(1): $$($(3))"; \
 	elif command -v apt-get >/dev/null; then \
 		export DEBIAN_FRONTEND=noninteractive; \
-		$(SUDO) apt-get install -y -qq --no-install-recommends prometheus \
+		$(SUDO) apt-get install -y -qq --no-install-recommends $(4) \
 			|| { $(SUDO) apt-get update -qq \
-				&& $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }; \
+				&& $(SUDO) apt-get install -y -qq --no-install-recommends $(4); }; \
 	else \
-		echo "prometheus: no $(PROMETHEUS) and no apt-get; tests/test_prometheus.py will skip"; \
+		echo "$(1): not installed and no apt-get; $(5) will skip"; \
 	fi
+endef
 
 # Timings under wrk on PostgreSQL, not part of `make test`: tests/bench/run.py, options in
 # BENCH_ARGS (make bench BENCH_ARGS='--scenarios list,get'). wrk comes from apt when we are root.

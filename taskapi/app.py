@@ -165,6 +165,8 @@ def create_app(settings: Settings | None = None) -> TaskAPI:
     metrics.watch_pool(db.read_engine, "read", limit=db.pool_limits["read"])
     if db.standby is not None:
         metrics.watch_pool(db.standby.engine, "standby", limit=db.pool_limits["read"])
+        reads = {server: metrics.db_reads.labels(server).inc for server in ("standby", "primary")}
+        db.count_read = lambda server: reads[server]()
     services = Services(
         settings=settings,
         db=db,

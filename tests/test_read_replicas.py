@@ -85,6 +85,9 @@ def test_an_account_that_has_not_written_lately_reads_from_the_standby(make_app,
             assert [t["id"] for t in listed] == [task["id"]]
         # Two reads each: the token's account, then the task or the list.
         assert standby_reads(app) - before == 20
+    metrics = services_of(app).metrics.render().decode()
+    assert f'taskapi_db_reads_total{{server="standby"}} {float(standby_reads(app))}' in metrics
+    assert 'taskapi_db_reads_total{server="primary"}' in metrics
 
 
 def test_a_client_reads_its_own_writes_while_the_standby_lags(make_app, settings, pair):

@@ -11,7 +11,7 @@ for BEGIN and COMMIT (docs/performance.md, "What each change bought").
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -204,6 +204,8 @@ class Database:
         self.engine = make_engine(settings, autocommit=True)
         self.read_engine = make_engine(settings, read_only=True)
         self.standby: replicas.Standby | None = None
+        # Told which server ("standby", "primary") lends each read, with a standby (the metrics).
+        self.count_read: Callable[[str], None] = lambda _server: None
         if settings.database_read_url:
             standby_engine = make_engine(settings, read_only=True, url=settings.database_read_url)
             self.standby = replicas.Standby(standby_engine, max_lag=settings.db_read_max_lag)
@@ -275,6 +277,8 @@ class Database:
             or consistency.account is None
             or not standby.serves(consistency.must_see)
         ):
+            if standby is not None:
+                self.count_read("primary")
             with self.read_engine.connect() as connection:
                 yield connection
             return
@@ -283,12 +287,14 @@ class Database:
         except exc.DBAPIError as error:
             # Nothing has been read yet: the primary serves this one.
             standby.failed(error)
+            self.count_read("primary")
             with self.read_engine.connect() as connection:
                 yield connection
             return
         try:
             with connection:
                 standby.reads += 1
+                self.count_read("standby")
                 yield connection
         except exc.DBAPIError as error:
             standby.failed(error)

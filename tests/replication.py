@@ -159,6 +159,10 @@ class ReplicatedPair:
             with suppress(subprocess.SubprocessError):
                 self._pg_ctl(node, "stop", "-m", "immediate")
 
+    def promote_standby(self) -> None:
+        """The standby becomes a primary of its own (a split, as a mistaken failover makes)."""
+        self._pg_ctl(self.standby, "promote")
+
     def pause_replay(self) -> None:
         self.standby.sql("SELECT pg_wal_replay_pause()")
 

@@ -180,6 +180,28 @@ def test_a_stopped_standby_is_left_out_and_no_request_fails_with_500(make_app, s
         ), statuses
 
 
+def test_a_promoted_standby_is_left_out(make_app, postgres_server, monkeypatch):
+    """Promoted, it is no copy of the primary any more: a split, not a lag."""
+    monkeypatch.setattr(replicas, "REFRESH_EVERY", 0.0)
+    with replicated_pair() as own:
+        primary = base_settings(own.primary.url())
+        migrate.upgrade(primary)
+        own.wait_for_standby()
+        app = make_app(replace(primary, database_read_url=own.standby.url()))
+        with app.test_client() as client:
+            reader = Api(client).user()
+            own.wait_for_standby()
+            before = standby_reads(app)
+            assert client.get("/api/v1/tasks", headers=reader).status_code == 200
+            assert standby_reads(app) > before
+            own.promote_standby()
+            _wait(0.3)
+            # The reader has not written since: only seeing the promotion keeps it off.
+            before = standby_reads(app)
+            assert client.get("/api/v1/tasks", headers=reader).status_code == 200
+            assert standby_reads(app) == before
+
+
 def test_positions_hold_across_processes_through_redis(make_app, settings, pair, shared_redis):
     """A write through one process and the read through another, as behind a load balancer."""
     one = make_app(replace(settings, redis_url=shared_redis))

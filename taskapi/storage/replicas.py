@@ -135,6 +135,9 @@ class Standby:
     def _leave_out(self, why: str) -> None:
         if time.monotonic() >= self._left_out_until:
             log.warning("standby left out for %gs: %s", LEFT_OUT_FOR, why)
+            # Its pooled connections go: with several hosts in DATABASE_READ_URL, the next ones
+            # may reach another standby (after a failover, the old primary rejoined as one).
+            self.engine.dispose()
         self._left_out_until = time.monotonic() + LEFT_OUT_FOR
         self._checked_at = -1e9
 

@@ -31,6 +31,7 @@ from taskapi.ops.metrics import Metrics
 from taskapi.ops.readiness import Readiness
 from taskapi.resources import load_spec
 from taskapi.storage.db import Database
+from taskapi.storage.write_positions import WritePositions
 from taskapi.web import context
 from taskapi.web.context import Services
 from taskapi.web.docs import DocsMiddleware
@@ -54,6 +55,7 @@ from taskapi.web.middleware.headers import (
 )
 from taskapi.web.middleware.observability import RequestMiddleware
 from taskapi.web.middleware.ratelimit import RateLimiter, RateLimitMiddleware
+from taskapi.web.middleware.read_your_writes import ReadYourWritesMiddleware
 from taskapi.web.routing import RoutedOnlyMiddleware, Routes, TagResolver, spec_operations
 
 if TYPE_CHECKING:
@@ -79,6 +81,8 @@ def middleware_stack(
       Connexion's Exception (every error becomes a problem response)
         BodyLimit (413, 408), Docs (/openapi.*, /ui/, /redoc)
       ExactRouting (Connexion's, without redirects)
+        [ReadYourWrites (each account's last write, for reads from a standby), with
+          DATABASE_READ_URL]
         [AuthFailureLimit (each refused token counts per IP), when RATE_LIMIT_ENABLED]
       Connexion's Security (bearerAuth: a login session's JWT and the account behind it;
         personalAccessToken: a `tapi_` token and its scopes; web/caller.py)
@@ -124,6 +128,11 @@ def middleware_stack(
         DocsMiddleware,
         ExactRoutingMiddleware,
         *(
+            [partial(ReadYourWritesMiddleware, positions=services.write_positions)]
+            if services.write_positions is not None
+            else []
+        ),
+        *(
             [partial(AuthFailureLimitMiddleware, limiter=limiter)]
             if settings.rate_limit_enabled
             else []
@@ -154,6 +163,10 @@ def create_app(settings: Settings | None = None) -> TaskAPI:
     metrics = Metrics()
     metrics.watch_pool(db.engine, "write", limit=db.pool_limits["write"])
     metrics.watch_pool(db.read_engine, "read", limit=db.pool_limits["read"])
+    if db.standby is not None:
+        metrics.watch_pool(db.standby.engine, "standby", limit=db.pool_limits["read"])
+        reads = {server: metrics.db_reads.labels(server).inc for server in ("standby", "primary")}
+        db.count_read = lambda server: reads[server]()
     services = Services(
         settings=settings,
         db=db,
@@ -162,6 +175,11 @@ def create_app(settings: Settings | None = None) -> TaskAPI:
         sync_tokens=changes.TokenCodec(settings.jwt_secret, settings.tombstone_retention),
         readiness=Readiness(db, settings.redis_url),
         metrics=metrics,
+        write_positions=(
+            WritePositions(settings.redis_url, max_lag=settings.db_read_max_lag)
+            if db.standby is not None
+            else None
+        ),
     )
     limiter = RateLimiter(
         default=settings.rate_limit_default,
@@ -196,6 +214,8 @@ def create_app(settings: Settings | None = None) -> TaskAPI:
                 yield
             app.bridge.close()
             await limiter.close()
+            if services.write_positions is not None:
+                await services.write_positions.close()
             services.close()
 
     app = TaskAPI(

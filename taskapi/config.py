@@ -103,15 +103,23 @@ def _traces_exporter(values: Mapping[str, str], _production: bool) -> str:
     return chosen
 
 
+def _with_driver(url: str) -> str:
+    """Heroku-style and driverless PostgreSQL URLs mean the psycopg2 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url.removeprefix(prefix)
+    return url
+
+
+def _database_read_url(values: Mapping[str, str], production: bool = False) -> str:
+    return _with_driver(values.get("DATABASE_READ_URL", "").strip())
+
+
 def database_url_from(values: Mapping[str, str], production: bool = False) -> str:
     """DATABASE_URL if set, else a PostgreSQL URL from the DB_* variables, else SQLite."""
     url = values.get("DATABASE_URL", "")
     if url:
-        # Heroku-style and driverless URLs mean the psycopg2 driver.
-        for prefix in ("postgres://", "postgresql://"):
-            if url.startswith(prefix):
-                return "postgresql+psycopg2://" + url.removeprefix(prefix)
-        return url
+        return _with_driver(url)
     if any(values.get(k) for k in SEED_DATABASE_DEFAULTS if k != "DB_SSLMODE"):
         part = {k: quote(values.get(k) or v, safe="") for k, v in SEED_DATABASE_DEFAULTS.items()}
         return (
@@ -220,6 +228,22 @@ class Settings:
         "options; `false` behind PgBouncer in transaction mode, which refuses them: `taskapi "
         "db upgrade` then sets them on the database role",
         True,
+    )
+    database_read_url: str = setting(
+        "DATABASE_READ_URL",
+        "PostgreSQL hot standby for reads, e.g. several hosts with "
+        "`target_session_attrs=prefer-standby`; an account reads there once the standby has "
+        "replayed its last write (read-your-writes), and from the primary before. Unset: every "
+        "read on the primary. More than one process needs `REDIS_URL`",
+        "",
+        source=_database_read_url,
+    )
+    db_read_max_lag: float = setting(
+        "DB_READ_MAX_LAG",
+        "seconds a standby may lag behind this process's writes before its reads go to the "
+        "primary; what another account's client may see of its own data",
+        2.0,
+        minimum=0.1,
     )
     redis_url: str = setting(
         "REDIS_URL",
@@ -366,6 +390,15 @@ class Settings:
             raise ConfigError("BCRYPT_ROUNDS below 12 is for tests only, not production")
         if self.db_max_idle_conns > self.db_max_open_conns:
             raise ConfigError("DB_MAX_IDLE_CONNS must be at most DB_MAX_OPEN_CONNS")
+        if self.database_read_url and (
+            self.is_sqlite or not self.database_read_url.startswith("postgresql")
+        ):
+            raise ConfigError("DATABASE_READ_URL takes a PostgreSQL standby of DATABASE_URL")
+        if self.database_read_url and self.workers > 1 and not self.redis_url:
+            raise ConfigError(
+                "DATABASE_READ_URL with WEB_CONCURRENCY above 1 needs REDIS_URL: each account's "
+                "last write must be known to every worker"
+            )
 
     @property
     def is_sqlite(self) -> bool:

@@ -72,6 +72,12 @@ class Metrics:
             ["pool"],
             **gauges,  # type: ignore[arg-type]
         )
+        self.db_reads = Counter(
+            "taskapi_db_reads",
+            "Connections lent for reads with a standby configured, by the server that served them",
+            ["server"],
+            registry=self.registry,
+        )
         self.bcrypt_busy = Gauge(
             "taskapi_bcrypt_busy",
             "Requests holding a bcrypt slot",

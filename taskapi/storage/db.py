@@ -11,19 +11,22 @@ for BEGIN and COMMIT (docs/performance.md, "What each change bought").
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url
 
 from taskapi.config import Settings
+from taskapi.storage import replicas
 
 
-def make_engine(settings: Settings, *, read_only: bool = False, autocommit: bool = False) -> Engine:
-    """An engine for `settings.database_url`: the write pool, or the read-only one. With
-    `autocommit` (implied by `read_only`) each statement commits as it runs."""
-    url = settings.database_url
+def make_engine(
+    settings: Settings, *, read_only: bool = False, autocommit: bool = False, url: str = ""
+) -> Engine:
+    """An engine for `url` (default: `settings.database_url`): the write pool, or a read-only
+    one. With `autocommit` (implied by `read_only`) each statement commits as it runs."""
+    url = url or settings.database_url
     if settings.is_sqlite and (":memory:" in url or url.rstrip("/") == "sqlite:"):
         raise ValueError("an in-memory SQLite database is per connection; use a file")
     opened, idle = _pool_share(settings, read_only)
@@ -194,11 +197,18 @@ def _refuse_a_second_write(
 
 
 class Database:
-    """The write and read pools. Only `transaction()` and `single_write()` write."""
+    """The write and read pools, and the standby's when DATABASE_READ_URL is set. Only
+    `transaction()` and `single_write()` write."""
 
     def __init__(self, settings: Settings) -> None:
         self.engine = make_engine(settings, autocommit=True)
         self.read_engine = make_engine(settings, read_only=True)
+        self.standby: replicas.Standby | None = None
+        # Told which server ("standby", "primary") lends each read, with a standby (the metrics).
+        self.count_read: Callable[[str], None] = lambda _server: None
+        if settings.database_read_url:
+            standby_engine = make_engine(settings, read_only=True, url=settings.database_read_url)
+            self.standby = replicas.Standby(standby_engine, max_lag=settings.db_read_max_lag)
         # The most connections each pool opens (for the metrics).
         self.pool_limits = {
             "write": _pool_share(settings, read_only=False)[0],
@@ -230,6 +240,9 @@ class Database:
             )
             with connection.begin():
                 yield connection
+            if self.standby is not None:
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+                self._note_write(connection)
 
     @contextmanager
     def single_write(self) -> Iterator[Connection]:
@@ -240,19 +253,64 @@ class Database:
         """
         with self.engine.connect() as connection:
             yield connection.execution_options(**{_SINGLE_WRITE: _Writes()})
+            self._note_write(connection)
 
     @contextmanager
-    def reading(self) -> Iterator[Connection]:
+    def reading(self, *, primary: bool = False) -> Iterator[Connection]:
         """A read-only autocommit connection for work that writes nothing, returned after.
 
         Read-only for real (PostgreSQL: `default_transaction_read_only`; SQLite: `PRAGMA
         query_only`), and without BEGIN and COMMIT round trips: under READ COMMITTED
         (PostgreSQL's default) a transaction gives separate statements no common snapshot
         anyway, so reads lose nothing by skipping it.
+
+        With a standby, the read goes there when it has replayed what the request must see
+        (storage/replicas.py), unless `primary`; a read that fails there leaves the standby out
+        for a while.
         """
-        with self.read_engine.connect() as connection:
-            yield connection
+        standby = self.standby
+        consistency = replicas.CURRENT.get()
+        if (
+            standby is None
+            or primary
+            or consistency is None
+            or consistency.account is None
+            or not standby.serves(consistency.must_see)
+        ):
+            if standby is not None:
+                self.count_read("primary")
+            with self.read_engine.connect() as connection:
+                yield connection
+            return
+        try:
+            connection = standby.engine.connect()
+        except exc.DBAPIError as error:
+            # Nothing has been read yet: the primary serves this one.
+            standby.failed(error)
+            self.count_read("primary")
+            with self.read_engine.connect() as connection:
+                yield connection
+            return
+        try:
+            with connection:
+                standby.reads += 1
+                self.count_read("standby")
+                yield connection
+        except exc.DBAPIError as error:
+            standby.failed(error)
+            raise
+
+    def _note_write(self, connection: Connection) -> None:
+        """After a commit, with a standby: where the primary's WAL ends, for read-your-writes."""
+        consistency = replicas.CURRENT.get()
+        if self.standby is None or consistency is None:
+            return
+        position = replicas.write_position(connection)
+        consistency.wrote(position)
+        self.standby.noted_write(position)
 
     def dispose(self) -> None:
         self.engine.dispose()
         self.read_engine.dispose()
+        if self.standby is not None:
+            self.standby.engine.dispose()

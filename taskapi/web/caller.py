@@ -27,13 +27,13 @@ from connexion.security import NO_VALUE
 
 from taskapi.domain import access_tokens, personal_tokens
 from taskapi.domain.errors import InvalidToken
-from taskapi.web import context
+from taskapi.web import consistency, context
 
 # What an info function returns for a token that is the other scheme's.
 DECLINED: object = NO_VALUE
 
 
-def bearer_info(token: str, request: Any) -> dict[str, Any] | object:
+async def bearer_info(token: str, request: Any) -> dict[str, Any] | object:
     """Connexion's x-bearerInfoFunc: the token's claims, with `sub` as the vouched owner id."""
     if token.startswith(personal_tokens.PREFIX):
         return DECLINED  # personal_token_info's to check
@@ -42,21 +42,34 @@ def bearer_info(token: str, request: Any) -> dict[str, Any] | object:
         claims = services.token_codec.decode(token)
     except jwt.InvalidTokenError:
         raise OAuthProblem(detail=InvalidToken.message) from None
-    with services.db.reading() as c:
-        owner = access_tokens.owner_of(c, claims)
+    # The signature vouches for the account, so its reads may use a standby from here on.
+    await consistency.follow(services.write_positions, claims["user_id"])
+    try:
+        with services.db.reading() as c:
+            owner = access_tokens.owner_of(c, claims)
+    except InvalidToken:
+        if services.db.standby is None:
+            raise
+        # A refusal is the primary's to make: the account may be too new for the standby.
+        with services.db.reading(primary=True) as c:
+            owner = access_tokens.owner_of(c, claims)
     return {**claims, "sub": owner}
 
 
-def personal_token_info(token: str, request: Any) -> dict[str, Any] | object:
+async def personal_token_info(token: str, request: Any) -> dict[str, Any] | object:
     """Connexion's x-tokenInfoFunc: the owner of a personal access token as `sub`, and the
     scopes it holds as `scope`."""
     if not token.startswith(personal_tokens.PREFIX):
         return DECLINED  # bearer_info's to check
-    db = context.of(request.scope).services.db
+    services = context.of(request.scope).services
+    db = services.db
+    # On the primary: until it is found, nobody knows whose token it is, so a standby could
+    # still honour one its owner revoked a moment ago.
     with db.reading() as c:
         holder = personal_tokens.holder(c, token)
     if holder is None:
         raise OAuthProblem(detail=InvalidToken.message)
+    await consistency.follow(services.write_positions, holder.user_id)
     if holder.due_for_use_mark:
         with db.single_write() as s:
             personal_tokens.mark_used(s, holder.token_id)

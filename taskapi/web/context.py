@@ -24,6 +24,7 @@ from taskapi.domain.passwords import PasswordHasher
 from taskapi.ops.metrics import Metrics
 from taskapi.ops.readiness import Readiness
 from taskapi.storage.db import Database
+from taskapi.storage.write_positions import WritePositions
 from taskapi.web.policies import POLICIES, Policy
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class Services:
     sync_tokens: changes.TokenCodec
     readiness: Readiness
     metrics: Metrics
+    # Each account's last write, when reads may go to a standby (web/consistency.py).
+    write_positions: WritePositions | None = None
 
     def close(self) -> None:
         """Release the database pools and the readiness probe's connection."""

@@ -3,7 +3,8 @@
     python -m tests.bench.inprocess [--requests 5000] [health,list,get,create,update]
 
 Builds the app with create_app and production settings on DATABASE_URL (already migrated;
-default: a fresh SQLite file, migrated here), runs its lifespan, registers a user with a few
+default: a fresh SQLite file, migrated here; DATABASE_READ_URL and REDIS_URL are passed on
+too), runs its lifespan, registers a user with a few
 tasks through the app, then awaits each scenario's request over and over on one event loop,
 with no server, client or network in between, and prints the wall and CPU time per request:
 middleware, Flask, the handler, SQLAlchemy and the database's round trips, but not uvicorn's
@@ -46,8 +47,10 @@ def production_settings() -> Settings:
         **{
             k: v
             for k, v in os.environ.items()
-            # OTEL_*: traces on, as docs/performance.md measures them.
-            if k == "DATABASE_URL" or k.startswith(("RATE_LIMIT_", "OTEL_"))
+            # OTEL_*: traces on, as docs/performance.md measures them; DATABASE_READ_URL and
+            # REDIS_URL: reads on a standby.
+            if k in ("DATABASE_URL", "DATABASE_READ_URL", "REDIS_URL")
+            or k.startswith(("RATE_LIMIT_", "OTEL_"))
         },
     }
     if "DATABASE_URL" not in values:

@@ -26,14 +26,15 @@ SERVER_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
 
 @contextlib.contextmanager
-def server(port: int, workdir: Path) -> Iterator[str]:
-    """An admin URL (to the `postgres` database) of the server the run uses."""
+def server(port: int, workdir: Path, *, standby_port: int = 0) -> Iterator[tuple[str, str | None]]:
+    """Admin URLs (to the `postgres` database) of the server the run uses and, with
+    `standby_port`, of a hot standby of it (a throwaway pair only)."""
     configured = os.environ.get("TEST_DATABASE_URL")
-    if configured:
-        yield configured
+    if configured and not standby_port:
+        yield configured, None
         return
-    with throwaway_cluster(port, workdir) as url:
-        yield url
+    with throwaway_clusters(port, workdir, standby_port=standby_port) as urls:
+        yield urls
 
 
 def server_bin_dir() -> Path:
@@ -70,7 +71,7 @@ class Cluster:
     stops it if it runs, copies its log to `workdir` and deletes it.
     """
 
-    def __init__(self, port: int, workdir: Path) -> None:
+    def __init__(self, port: int, workdir: Path, *, standby_of: Cluster | None = None) -> None:
         self.port = port
         self.workdir = workdir
         self.bindir = server_bin_dir()
@@ -80,9 +81,15 @@ class Cluster:
         try:
             if os.geteuid() == 0:
                 shutil.chown(self.root, "postgres", "postgres")
-            # --no-sync only skips initdb's own fsyncs at creation; the server keeps fsync on.
-            initdb = [self.bindir / "initdb", "-D", self.data, "-U", "postgres", "-A", "trust"]
-            _run_pg([*initdb, "-E", "UTF8", "--no-locale", "--no-sync"], cwd=self.root)
+            if standby_of is None:
+                # --no-sync only skips initdb's own fsyncs at creation; the server keeps fsync on.
+                initdb = [self.bindir / "initdb", "-D", self.data, "-U", "postgres", "-A", "trust"]
+                _run_pg([*initdb, "-E", "UTF8", "--no-locale", "--no-sync"], cwd=self.root)
+            else:
+                # A hot standby streaming from the running `standby_of` (-R: it knows where).
+                backup = [self.bindir / "pg_basebackup", "-h", "127.0.0.1", "-U", "postgres"]
+                backup += ["-p", str(standby_of.port), "-D", self.data, "-R", "-X", "stream"]
+                _run_pg([*backup, "--checkpoint=fast", "--no-sync"], cwd=self.root)
         except BaseException:
             shutil.rmtree(self.root, ignore_errors=True)
             raise
@@ -120,12 +127,30 @@ class Cluster:
 @contextlib.contextmanager
 def throwaway_cluster(port: int, workdir: Path) -> Iterator[str]:
     """A fresh cluster on 127.0.0.1:`port`, deleted on exit; its log is copied to workdir."""
+    with throwaway_clusters(port, workdir) as (primary, _):
+        yield primary
+
+
+@contextlib.contextmanager
+def throwaway_clusters(
+    port: int, workdir: Path, *, standby_port: int = 0
+) -> Iterator[tuple[str, str | None]]:
+    """Admin URLs of a fresh cluster and, with `standby_port`, of a hot standby of it."""
     cluster = Cluster(port, workdir)
+    standby = None
     try:
         cluster.start()
-        yield cluster.url
+        if standby_port:
+            standby = Cluster(standby_port, workdir, standby_of=cluster)
+            standby.log = standby.root / "standby.log"
+            standby.start()
+        yield cluster.url, standby.url if standby else None
     finally:
-        cluster.remove()
+        try:
+            if standby is not None:
+                standby.remove()
+        finally:
+            cluster.remove()
 
 
 def _run_pg(command: list[str | Path], *, cwd: Path) -> None:

@@ -107,17 +107,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--deep-rows", type=positive, default=1_000_000, help="tasks the deep scenario inserts")
     add("--deep-samples", type=positive, default=50, help="requests per page kind and sort")
     add("--login-rate", type=float, default=20.0, help="login attempts per second (login-flood)")
+    add(
+        "--standby",
+        action="store_true",
+        help="add a streaming hot standby of a throwaway cluster, as DATABASE_READ_URL "
+        "(needs --redis with more than one worker)",
+    )
+    add("--redis", default="", metavar="URL", help="REDIS_URL for the target (default: none)")
     args = parser.parse_args(argv)
     if args.connections < args.threads:
         parser.error("--connections must be at least --threads (wrk needs a connection per thread)")
     return args
 
 
-def target_env(database_url: str, *, port: int, workers: int) -> dict[str, str]:
+def target_env(
+    database_url: str, *, port: int, workers: int, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     """The environment of the target's setup and server: production, as a user deploys it."""
     url = make_url(database_url)
     return {
         **os.environ,
+        **(extra or {}),
         "TASKAPI_ENV": "production",
         "JWT_SECRET": secrets.token_urlsafe(48),
         "DATABASE_URL": database_url,
@@ -143,22 +153,37 @@ def target_env(database_url: str, *, port: int, workers: int) -> dict[str, str]:
 
 @contextmanager
 def served(
-    args: argparse.Namespace, server_url: str, purpose: str, workdir: Path, *, workers: int
+    args: argparse.Namespace,
+    server_url: str,
+    purpose: str,
+    workdir: Path,
+    *,
+    workers: int,
+    standby_url: str | None = None,
 ) -> Iterator[tuple[target.Target, str]]:
     """A fresh database, set up, and the target serving it: (target, database URL)."""
     with postgres.fresh_database(server_url, purpose) as database_url:
         port = free_port()
-        env = target_env(database_url, port=port, workers=workers)
+        extra = {"REDIS_URL": args.redis} if args.redis else {}
+        if standby_url:
+            name = make_url(database_url).database
+            read = make_url(standby_url).set(drivername="postgresql", database=name)
+            extra["DATABASE_READ_URL"] = read.render_as_string(hide_password=False)
+        env = target_env(database_url, port=port, workers=workers, extra=extra)
         log = workdir / f"server-{purpose}.log"
         target.run_setup(args.setup, env=env, cwd=workdir, log=log)
         with target.running(args.cmd, env=env, cwd=workdir, log=log, port=port) as server:
             yield server, database_url
 
 
-def run_main_scenarios(args: argparse.Namespace, server_url: str, workdir: Path) -> dict[str, Any]:
+def run_main_scenarios(
+    args: argparse.Namespace, server_url: str, workdir: Path, standby_url: str | None = None
+) -> dict[str, Any]:
     """The wrk scenarios and login-flood, on one server with --workers processes."""
     results: dict[str, Any] = {}
-    with served(args, server_url, "main", workdir, workers=args.workers) as (server, database_url):
+    with served(
+        args, server_url, "main", workdir, workers=args.workers, standby_url=standby_url
+    ) as (server, database_url):
         say(f"seeding: 2 users, {args.tasks:,} tasks each")
         seeded = client.seed(server.base_url, args.tasks)
         sessions = postgres.SessionCounter(server_url, database_url)
@@ -205,7 +230,11 @@ def git_revision() -> str:
 
 
 def describe_setup(args: argparse.Namespace, pg_version: str, busy_before: float) -> dict[str, Any]:
-    origin = "TEST_DATABASE_URL" if os.environ.get("TEST_DATABASE_URL") else "throwaway cluster"
+    origin = (
+        "TEST_DATABASE_URL"
+        if os.environ.get("TEST_DATABASE_URL") and not args.standby
+        else "throwaway cluster"
+    )
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "revision": git_revision(),
@@ -216,7 +245,9 @@ def describe_setup(args: argparse.Namespace, pg_version: str, busy_before: float
         "tasks per user": args.tasks,
         "server command": args.cmd,
         "setup command": args.setup,
-        "PostgreSQL": f"{pg_version} ({origin})",
+        "PostgreSQL": f"{pg_version} ({origin})"
+        + (", reads on a streaming hot standby" if args.standby else ""),
+        "Redis": args.redis or "none",
         "machine": f"{target.CPUS} CPUs, {platform.machine()}, Python {platform.python_version()}",
         "CPU busy before the run (%)": round(busy_before, 1),
     }
@@ -240,10 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     raw.mkdir(parents=True)
     results: dict[str, Any] = {}
     started = time.monotonic()
-    with postgres.server(free_port(), raw) as server_url:
+    standby_port = free_port() if args.standby else 0
+    with postgres.server(free_port(), raw, standby_port=standby_port) as (server_url, standby):
         pg_version = postgres.server_version(server_url)
         if set(args.scenarios) - {"deep"}:
-            results |= run_main_scenarios(args, server_url, raw)
+            results |= run_main_scenarios(args, server_url, raw, standby)
         if "deep" in args.scenarios:
             results["deep"] = run_deep(args, server_url, raw)
     results["elapsed_s"] = round(time.monotonic() - started, 1)

@@ -12,7 +12,7 @@ import flask
 from taskapi.domain import access_tokens, personal_tokens, refresh_tokens, users
 from taskapi.domain.errors import InvalidCredentials, InvalidRefreshToken, WrongPassword
 from taskapi.storage.rows import UserView
-from taskapi.web import context, spec_types
+from taskapi.web import consistency, context, spec_types
 from taskapi.web.envelope import empty, ok
 from taskapi.web.serialize import user_json
 
@@ -26,6 +26,7 @@ def register(body: spec_types.RegisterRequest) -> flask.Response:
         user = users.register(
             s, email=body["email"], name=body["name"], password_hash=password_hash
         )
+    consistency.wrote_for(user.id)
     return ok(user_json(user), 201)
 
 
@@ -41,6 +42,7 @@ def login(body: spec_types.LoginRequest) -> flask.Response:
         raise InvalidCredentials()
     with app.db.transaction() as s:
         issued = refresh_tokens.issue(s, user_id=user.id, ttl=app.settings.refresh_token_ttl)
+    consistency.wrote_for(user.id)
     return ok(_session(user, issued))
 
 
@@ -53,6 +55,7 @@ def refresh_token(body: spec_types.RefreshRequest) -> flask.Response:
     # Outside the transaction: revoking a replayed token's family must be committed.
     if rotated is None:
         raise InvalidRefreshToken()
+    consistency.wrote_for(rotated.user.id)
     return ok(_session(rotated.user, rotated.issued))
 
 

@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 NPM_INSTALLED := node_modules/.installed
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test reliability lint types fmt migrate contract spec examples compat client browser pgbouncer prometheus bench deploy-check install lock audit sbom clean
+.PHONY: run test reliability lint types fmt migrate contract spec examples compat client browser pgbouncer ha-tools ha prometheus bench deploy-check install lock audit sbom clean
 
 # The runtime set only: no test or lint tools, so a first `make run` is quick.
 run: $(RUNTIME_INSTALLED)
@@ -22,7 +22,12 @@ run: $(RUNTIME_INSTALLED)
 
 # With npm around, the pinned node tools come too: tests/test_browser.py drives Chromium with them.
 test: lint $(if $(shell command -v npm),$(NPM_INSTALLED))
-	$(BIN)/pytest --junitxml=reports/pytest.xml
+	$(BIN)/pytest -m "not ha" --junitxml=reports/pytest.xml
+
+# The HA suite alone, apart from `make test`: TaskAPI on a pg_auto_failover formation behind
+# PgBouncer, through a planned failover and the SIGKILL of a primary (tests/test_ha.py).
+ha: $(INSTALLED) ha-tools pgbouncer
+	$(BIN)/pytest -m ha --junitxml=reports/ha.xml tests/test_ha.py
 
 # The reliability suite alone: a login flood, a PostgreSQL outage, SIGTERM with requests in
 # flight and a soak, against `taskapi serve --workers 2` on a PostgreSQL cluster of its own
@@ -103,6 +108,11 @@ browser: $(NPM_INSTALLED)
 # PgBouncer for tests/test_pgbouncer.py.
 pgbouncer:
 	$(call debian_tool,pgbouncer,command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ],/usr/sbin/pgbouncer --version | head -n 1,pgbouncer,tests/test_pgbouncer.py)
+
+# pg_auto_failover for tests/test_ha.py: pg_autoctl, and the monitor's extension for Debian's
+# PostgreSQL 15 (the server the tests' clusters run on).
+ha-tools:
+	$(call debian_tool,ha-tools,command -v pg_autoctl >/dev/null,pg_autoctl --version | head -n 1,postgresql-15-auto-failover,tests/test_ha.py)
 
 # Prometheus and promtool for tests/test_prometheus.py and deploy-check's rule tests.
 PROMETHEUS ?= /usr/bin/prometheus

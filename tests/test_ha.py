@@ -29,6 +29,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from taskapi.storage import replicas
 from tests.client_threads import ClientThreads
 from tests.conftest import PASSWORD
 from tests.fleet import Fleet, environment, require_redis, taskapi_command
@@ -308,11 +309,13 @@ def play(formation: Formation, fleet: Fleet, result: Run) -> None:
     result.records = load.records
     result.standby = victim
 
-    # Accounts that have not written for the whole run only read, alone on the formation.
-    before = {name: reads_on(formation, name) for name in formation.names}
+    # Accounts that have not written for the whole run only read, alone on the formation,
+    # counted once each replica has had the time to take the rejoined standby back.
     with reading:
+        time.sleep(replicas.LEFT_OUT_FOR + replicas.REFRESH_EVERY)
+        before = {name: reads_on(formation, name) for name in formation.names}
         time.sleep(READ_PHASE_SECONDS)
-    after = {name: reads_on(formation, name) for name in formation.names}
+        after = {name: reads_on(formation, name) for name in formation.names}
     result.reads_per_node = {name: after[name] - before[name] for name in formation.names}
     result.records += [Record(**{**r.__dict__, "kind": f"idle {r.kind}"}) for r in reading.records]
 

@@ -36,10 +36,14 @@ log = logging.getLogger("taskapi.replicas")
 REFRESH_EVERY = 0.25
 # An account position ahead of the cache refreshes it, but no more often than this.
 REFRESH_AT_MOST_EVERY = 0.005
-# How long a standby that failed or fell behind is left out before it is tried again.
-LEFT_OUT_FOR = 5.0
-# Writes of this process remembered to measure the standby's lag, at most.
+# How long a standby that failed or fell behind is left out before it is tried again: one
+# refresh a second is cheap, and the standby is back in use soon after it recovers.
+LEFT_OUT_FOR = 1.0
+# Writes of this process remembered to measure the standby's lag: writes this close together
+# share one entry, so that the oldest write not replayed is known for at least
+# PENDING_WRITES * PENDING_SPACING seconds whatever the write rate.
 PENDING_WRITES = 1024
+PENDING_SPACING = 0.01
 
 
 @dataclass(slots=True)
@@ -103,7 +107,13 @@ class Standby:
 
     def noted_write(self, position: int) -> None:
         """A write of this process committed at `position`: the lag is measured against it."""
-        self._pending.append((time.monotonic(), position))
+        now = time.monotonic()
+        if self._pending and now - self._pending[-1][0] < PENDING_SPACING:
+            # The entry keeps its first write's time: its age is that of the oldest write in it.
+            since, held = self._pending[-1]
+            self._pending[-1] = (since, max(held, position))
+        else:
+            self._pending.append((now, position))
 
     def failed(self, error: BaseException) -> None:
         """A read on the standby failed (a lost connection, a recovery conflict): leave it out."""
@@ -125,12 +135,13 @@ class Standby:
             # Promoted, or a primary behind the URL: it is no longer a copy of the primary.
             self._leave_out("not in recovery")
             return
-        self.replayed = max(self.replayed, parse_lsn(replayed))
+        # Not the highest ever seen: after a failure the pool may have reached another standby.
+        self.replayed = parse_lsn(replayed)
         while self._pending and self._pending[0][1] <= self.replayed:
             self._pending.popleft()
         if self._pending and now - self._pending[0][0] > self.max_lag:
+            # Kept: until it replays them, the standby is found lagging at each new try.
             self._leave_out(f"lags by more than {self.max_lag:g}s")
-            self._pending.clear()
 
     def _leave_out(self, why: str) -> None:
         if time.monotonic() >= self._left_out_until:

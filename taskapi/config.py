@@ -241,7 +241,7 @@ class Settings:
     db_read_max_lag: float = setting(
         "DB_READ_MAX_LAG",
         "seconds a standby may lag behind this process's writes before its reads go to the "
-        "primary; what another account's client may see of its own data",
+        "primary (an account's own writes are always read back)",
         2.0,
         minimum=0.1,
     )

@@ -46,12 +46,13 @@ class Clients(ClientThreads):
     def __init__(self, urls: list[str], accounts: list[Account], *, write: bool) -> None:
         super().__init__(threads=len(accounts), pause=0.01)
         self.urls, self.accounts, self.write = urls, accounts, write
-        self.records: list[Record] = []
+        # Each thread's own, so that marking its last record never touches another thread's.
+        self._records: list[list[Record]] = [[] for _ in accounts]
         self.known: dict[int, tuple[int, str]] = {}  # reader's account: a task of theirs
 
     def _run(self, k: int) -> None:
         clients = [httpx.Client(base_url=url, timeout=10) for url in self.urls]
-        account, n = self.accounts[k], 0
+        account, n, mine = self.accounts[k], 0, self._records[k]
 
         def send(kind: str, method: str, path: str, **options: object) -> httpx.Response | None:
             # Cycle n writes through replica k + n and reads back through the next two.
@@ -62,13 +63,13 @@ class Clients(ClientThreads):
                     method, path, headers=account.headers, **options
                 )
             except httpx.TransportError:
-                self.records.append(Record(k, kind, replica, started, time.monotonic(), None))
+                mine.append(Record(k, kind, replica, started, time.monotonic(), None))
                 return None
             record = Record(
                 k, kind, replica, started, time.monotonic(), response.status_code,
                 response.headers.get("retry-after"),
             )  # fmt: skip
-            self.records.append(record)
+            mine.append(record)
             return response
 
         try:
@@ -81,11 +82,13 @@ class Clients(ClientThreads):
                         self.rest()
                         continue
                     task_id = created.json()["data"]["id"]
-                    self.records[-1] = self._with(self.records[-1], task_id=task_id, title=title)
+                    mine[-1] = replace(mine[-1], task_id=task_id, title=title)
                 else:
                     task_id, title = self.known[k]
-                self._check(send("read", "GET", f"/api/v1/tasks/{task_id}"), task_id, title)
-                self._check(send("list", "GET", "/api/v1/tasks?sort=-created_at&limit=5"), task_id)
+                read = send("read", "GET", f"/api/v1/tasks/{task_id}")
+                _check(mine, read, task_id, title)
+                listed = send("list", "GET", "/api/v1/tasks?sort=-created_at&limit=5")
+                _check(mine, listed, task_id)
                 self.rest()
         except BaseException as error:  # reported on leaving the `with` block
             self.failures.append(error)
@@ -93,25 +96,30 @@ class Clients(ClientThreads):
             for client in clients:
                 client.close()
 
-    def _check(self, response: httpx.Response | None, task_id: int, title: str = "") -> None:
-        """Mark the last record missed if a 200 does not show the task as written."""
-        if response is None or response.status_code != 200:
-            return
-        data = response.json()["data"]
-        if isinstance(data, list):
-            found = any(t["id"] == task_id for t in data)
-        else:
-            found = data["id"] == task_id and data["title"] == title
-        if not found:
-            self.records[-1] = self._with(self.records[-1], missed=True)
-
-    def _with(self, record: Record, **changes: object) -> Record:
-        return replace(record, **changes)
+    @property
+    def records(self) -> list[Record]:
+        """Every thread's records, in the order they were sent."""
+        return sorted((r for mine in self._records for r in list(mine)), key=lambda r: r.started)
 
     def acknowledged(self, since: float = 0.0) -> int:
         return sum(
             r.kind == "write" and r.status == 201 and r.started > since for r in self.records
         )
+
+
+def _check(
+    mine: list[Record], response: httpx.Response | None, task_id: int, title: str = ""
+) -> None:
+    """Mark the thread's last record missed if a 200 does not show the task as written."""
+    if response is None or response.status_code != 200:
+        return
+    data = response.json()["data"]
+    if isinstance(data, list):
+        found = any(t["id"] == task_id for t in data)
+    else:
+        found = data["id"] == task_id and data["title"] == title
+    if not found:
+        mine[-1] = replace(mine[-1], missed=True)
 
 
 def sign_up(client: httpx.Client) -> Account:

@@ -6,10 +6,10 @@ DATABASE_URL names both nodes and asks libpq for the writable one; DATABASE_READ
 both PgBouncers and prefers a standby (through PgBouncer 1.18, libpq cannot tell which node is
 writable after a failover: tests/formation.py). Client threads, one account each
 (tests/ha_clients.py), loop write, read-back and list through the replicas in turn while the
-formation goes through a planned failover, then the SIGKILL of the new primary's keeper and PostgreSQL,
-then that node's return as a standby; accounts that do not write then only read. The module's
-fixture plays the whole run once; each test checks one rule of what was recorded, and the
-figures close pytest's output.
+formation goes through a planned failover, then the SIGKILL of the new primary's keeper and
+PostgreSQL, then that node's return as a standby; accounts that do not write then only read.
+The module's fixture plays the whole run once; each test checks one rule of what was
+recorded, and the figures close pytest's output.
 
 pg_autoctl is Debian's `postgresql-15-auto-failover` (`make ha-tools`), PgBouncer Debian's
 (`make pgbouncer`). Without them the tests skip, saying so; under CI=true they fail instead.

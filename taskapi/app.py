@@ -164,7 +164,8 @@ def create_app(settings: Settings | None = None) -> TaskAPI:
     metrics.watch_pool(db.engine, "write", limit=db.pool_limits["write"])
     metrics.watch_pool(db.read_engine, "read", limit=db.pool_limits["read"])
     if db.standby is not None:
-        metrics.watch_pool(db.standby.engine, "standby", limit=db.pool_limits["read"])
+        for engine in db.standby.engines:
+            metrics.watch_pool(engine, "standby", limit=db.pool_limits["read"])
         reads = {server: metrics.db_reads.labels(server).inc for server in ("standby", "primary")}
         db.count_read = lambda server: reads[server]()
     services = Services(
@@ -203,6 +204,8 @@ def create_app(settings: Settings | None = None) -> TaskAPI:
     if tracing:
         tracing.watch(db.engine)
         tracing.watch(db.read_engine)
+        for engine in db.standby.engines if db.standby else []:
+            tracing.watch(engine)
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:

@@ -231,10 +231,10 @@ class Settings:
     )
     database_read_url: str = setting(
         "DATABASE_READ_URL",
-        "PostgreSQL hot standby for reads, e.g. several hosts with "
-        "`target_session_attrs=prefer-standby`; an account reads there once the standby has "
-        "replayed its last write (read-your-writes), and from the primary before. Unset: every "
-        "read on the primary. More than one process needs `REDIS_URL`",
+        "PostgreSQL hot standby for reads, or several hosts (`?host=a:5432&host=b:5432`: the "
+        "first found in recovery); an account reads there once the standby has replayed its "
+        "last write (read-your-writes), and from the primary before. Unset: every read on the "
+        "primary. More than one process needs `REDIS_URL`",
         "",
         source=_database_read_url,
     )

@@ -8,6 +8,7 @@ lags beyond DB_READ_MAX_LAG, or is gone, is left out.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+from sqlalchemy import make_url
 
 from taskapi.config import ConfigError, Settings
 from taskapi.storage import migrate, replicas
@@ -64,6 +66,19 @@ def shared_redis() -> Iterator[str]:
     client.close()
 
 
+def settle(app: Any, pair: ReplicatedPair, timeout: float = 10) -> None:
+    """Until `app` has seen its standby replay everything the primary has written."""
+    pair.wait_for_standby()
+    standby = services_of(app).db.standby
+    assert standby is not None
+    (target,) = pair.primary.sql("SELECT pg_current_wal_insert_lsn()::text")[0]
+    deadline = time.monotonic() + timeout
+    # The first call starts the thread that asks the standby for its position.
+    while not (standby.serves(0) and standby.replayed >= replicas.parse_lsn(target)):
+        assert time.monotonic() < deadline, "the app never saw the standby catch up"
+        time.sleep(0.01)
+
+
 def standby_reads(app: Any) -> int:
     standby = services_of(app).db.standby
     assert standby is not None
@@ -76,7 +91,7 @@ def test_an_account_that_has_not_written_lately_reads_from_the_standby(make_app,
         api = Api(client)
         auth = api.user()
         task = api.create_task(auth, title="Replicated")
-        pair.wait_for_standby()
+        settle(app, pair)
         # Its last write is now replayed: every read of the account goes to the standby.
         before = standby_reads(app)
         for _ in range(5):
@@ -117,7 +132,7 @@ def test_a_client_reads_its_own_writes_while_the_standby_lags(make_app, settings
         assert standby_reads(app) == before
         # Once the standby replays the writes, the account reads from it again.
         pair.resume_replay()
-        pair.wait_for_standby()
+        settle(app, pair)
         assert client.get("/api/v1/tasks", headers=auth).json()["data"] == []
         assert standby_reads(app) > before
 
@@ -128,7 +143,7 @@ def test_other_accounts_keep_reading_from_a_lagging_standby(make_app, settings, 
         api = Api(client)
         reader, writer = api.user(), api.user()
         api.create_task(reader, title="Old news")
-        pair.wait_for_standby()
+        settle(app, pair)
         pair.pause_replay()
         api.create_task(writer, title="Fresh")
         before = standby_reads(app)
@@ -144,7 +159,7 @@ def test_a_standby_lagging_beyond_the_bound_is_left_out(make_app, settings, pair
     with app.test_client() as client:
         api = Api(client)
         reader, writer = api.user(), api.user()
-        pair.wait_for_standby()
+        settle(app, pair)
         pair.pause_replay()
         api.create_task(writer, title="Not yet replayed")
         _wait(0.6)
@@ -167,7 +182,7 @@ def test_a_stopped_standby_is_left_out_and_no_request_fails_with_500(make_app, s
         api = Api(client)
         auth = api.user()
         task = api.create_task(auth)
-        pair.wait_for_standby()
+        settle(app, pair)
         assert client.get(f"/api/v1/tasks/{task['id']}", headers=auth).status_code == 200
         pair.stop_node(pair.standby)
         try:
@@ -185,7 +200,7 @@ def test_a_stopped_standby_is_left_out_and_no_request_fails_with_500(make_app, s
 
 def test_a_promoted_standby_is_left_out(make_app, postgres_server, monkeypatch):
     """Promoted, it is no copy of the primary any more: a split, not a lag."""
-    monkeypatch.setattr(replicas, "REFRESH_EVERY", 0.0)
+    monkeypatch.setattr(replicas, "REFRESH_EVERY", 0.02)
     with replicated_pair() as own:
         primary = base_settings(own.primary.url())
         migrate.upgrade(primary)
@@ -193,7 +208,7 @@ def test_a_promoted_standby_is_left_out(make_app, postgres_server, monkeypatch):
         app = make_app(replace(primary, database_read_url=own.standby.url()))
         with app.test_client() as client:
             reader = Api(client).user()
-            own.wait_for_standby()
+            settle(app, own)
             before = standby_reads(app)
             assert client.get("/api/v1/tasks", headers=reader).status_code == 200
             assert standby_reads(app) > before
@@ -203,6 +218,40 @@ def test_a_promoted_standby_is_left_out(make_app, postgres_server, monkeypatch):
             before = standby_reads(app)
             assert client.get("/api/v1/tasks", headers=reader).status_code == 200
             assert standby_reads(app) == before
+
+
+def test_a_standby_that_stops_answering_is_not_waited_for(make_app, settings, pair, monkeypatch):
+    """Its position is asked by a thread of its own: once the answer is too old, reads go to
+    the primary, and no request waits on the standby's silence."""
+    monkeypatch.setattr(replicas, "STALE_AFTER", 0.2)
+    app = make_app(settings)
+    with app.test_client() as client:
+        auth = Api(client).user()
+        settle(app, pair)
+        standby = services_of(app).db.standby
+        standby._stopped.set()  # as if its question hung
+        _wait(0.4)
+        before = standby_reads(app)
+        assert client.get("/api/v1/tasks", headers=auth).status_code == 200
+        assert standby_reads(app) == before
+
+
+def test_of_several_hosts_the_one_in_recovery_is_found(make_app, settings, pair, monkeypatch):
+    """Whatever the order of the hosts: TaskAPI asks each server, not libpq's login report."""
+    monkeypatch.setattr(replicas, "LEFT_OUT_FOR", 0.1)
+    database = make_url(settings.database_url).database
+    hosts = f"host=127.0.0.1:{pair.primary.port}&host=127.0.0.1:{pair.standby.port}"
+    url = f"postgresql+psycopg2://postgres@/{database}?{hosts}&target_session_attrs=any"
+    assert len(replicas.standby_urls(url)) == 2
+    app = make_app(replace(settings, database_read_url=url))
+    with app.test_client() as client:
+        auth = Api(client).user()
+        settle(app, pair)  # the primary, asked first, is left out; the standby is next
+        before = standby_reads(app)
+        assert client.get("/api/v1/tasks", headers=auth).status_code == 200
+        assert standby_reads(app) > before
+        standby = services_of(app).db.standby
+        assert standby.engine.url.query["host"] == f"127.0.0.1:{pair.standby.port}"
 
 
 def test_positions_hold_across_processes_through_redis(make_app, settings, pair, shared_redis):
@@ -226,11 +275,13 @@ def test_a_token_refused_by_the_standby_is_checked_on_the_primary(make_app, sett
     writer = make_app(settings)
     reader = make_app(settings)
     with writer.test_client() as first, reader.test_client() as second:
-        pair.wait_for_standby()
+        settle(reader, pair)
         pair.pause_replay()
         auth = Api(first).user()
+        before = standby_reads(reader)
         response = second.get("/api/v1/tasks", headers=auth)
         assert response.status_code == 200, response.text
+        assert standby_reads(reader) > before  # refused there first
 
 
 def test_revocations_hold_at_once_while_the_standby_lags(make_app, settings, pair):
@@ -278,6 +329,4 @@ def test_the_setting_is_refused_where_it_cannot_work(tmp_path):
 
 
 def _wait(seconds: float) -> None:
-    import time
-
     time.sleep(seconds)

@@ -207,8 +207,11 @@ class Database:
         # Told which server ("standby", "primary") lends each read, with a standby (the metrics).
         self.count_read: Callable[[str], None] = lambda _server: None
         if settings.database_read_url:
-            standby_engine = make_engine(settings, read_only=True, url=settings.database_read_url)
-            self.standby = replicas.Standby(standby_engine, max_lag=settings.db_read_max_lag)
+            engines = [
+                make_engine(settings, read_only=True, url=url)
+                for url in replicas.standby_urls(settings.database_read_url)
+            ]
+            self.standby = replicas.Standby(engines, max_lag=settings.db_read_max_lag)
         # The most connections each pool opens (for the metrics).
         self.pool_limits = {
             "write": _pool_share(settings, read_only=False)[0],
@@ -313,4 +316,4 @@ class Database:
         self.engine.dispose()
         self.read_engine.dispose()
         if self.standby is not None:
-            self.standby.engine.dispose()
+            self.standby.close()

@@ -240,8 +240,8 @@ class Settings:
     )
     db_read_max_lag: float = setting(
         "DB_READ_MAX_LAG",
-        "seconds a standby may lag behind this process's writes before its reads go to the "
-        "primary (an account's own writes are always read back)",
+        "seconds a standby may lag behind the primary before its reads go to the primary (an "
+        "account's own writes are always read back)",
         2.0,
         minimum=0.1,
     )

@@ -176,6 +176,25 @@ def test_a_standby_lagging_beyond_the_bound_is_left_out(make_app, settings, pair
         assert standby_reads(app) > before
 
 
+def test_a_process_that_does_not_write_still_finds_the_standby_lagging(
+    make_app, settings, pair, monkeypatch
+):
+    """It measures the lag against the primary's position too, asked once a second."""
+    monkeypatch.setattr(replicas, "SAMPLE_PRIMARY_EVERY", 0.05)
+    writer = make_app(settings)
+    reader = make_app(replace(settings, db_read_max_lag=0.3))
+    with writer.test_client() as first, reader.test_client() as second:
+        api = Api(first)
+        auth, other = api.user(), api.user()
+        settle(reader, pair)
+        pair.pause_replay()
+        api.create_task(other, title="Through the writer only")
+        _wait(0.8)
+        before = standby_reads(reader)
+        assert second.get("/api/v1/tasks", headers=auth).status_code == 200
+        assert standby_reads(reader) == before
+
+
 def test_a_stopped_standby_is_left_out_and_no_request_fails_with_500(make_app, settings, pair):
     app = make_app(settings)
     with app.test_client() as client:

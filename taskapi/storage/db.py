@@ -211,7 +211,9 @@ class Database:
                 make_engine(settings, read_only=True, url=url)
                 for url in replicas.standby_urls(settings.database_read_url)
             ]
-            self.standby = replicas.Standby(engines, max_lag=settings.db_read_max_lag)
+            self.standby = replicas.Standby(
+                engines, max_lag=settings.db_read_max_lag, primary_position=self._primary_position
+            )
         # The most connections each pool opens (for the metrics).
         self.pool_limits = {
             "write": _pool_share(settings, read_only=False)[0],
@@ -302,6 +304,10 @@ class Database:
         except exc.DBAPIError as error:
             standby.failed(error)
             raise
+
+    def _primary_position(self) -> int:
+        with self.engine.connect() as connection:
+            return replicas.write_position(connection)
 
     def _note_write(self, connection: Connection) -> None:
         """After a commit, with a standby: where the primary's WAL ends, for read-your-writes."""

@@ -15,16 +15,20 @@ load balancer does it):
   a while; its reads go to the primary. Reads of requests that belong to no known account
   (registration, login, probes, housekeeping) always go to the primary.
 
-A client of another account may see data up to DB_READ_MAX_LAG old: that is the trade.
+Every operation is scoped to the caller's account, so no client reads what another account
+wrote; what a standby can serve late is a change made outside the account's requests (the
+purge of old tombstones), by at most DB_READ_MAX_LAG.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +38,9 @@ log = logging.getLogger("taskapi.replicas")
 
 # How often each process asks the standby how far it has replayed.
 REFRESH_EVERY = 0.1
+# How often it asks the primary how far it has written, to measure the lag by, beside its own
+# writes: a process that has not written lately still finds a standby that stopped replaying.
+SAMPLE_PRIMARY_EVERY = 1.0
 # An answer older than this (the standby stopped answering) keeps reads off the standby.
 STALE_AFTER = 1.0
 # How long a standby that failed or fell behind is left out before it is tried again: one
@@ -88,11 +95,14 @@ class Standby:
     reads go to the primary.
     """
 
-    def __init__(self, engines: list[Engine], *, max_lag: float) -> None:
+    def __init__(
+        self, engines: list[Engine], *, max_lag: float, primary_position: Callable[[], int]
+    ) -> None:
         # One per host of DATABASE_READ_URL, tried in turn: the one in use until it fails.
         self.engines = engines
         self.engine = engines[0]
         self.max_lag = max_lag
+        self._primary_position = primary_position
         self.replayed = 0
         self.reads = 0
         self._checked_at = -1e9
@@ -139,7 +149,13 @@ class Standby:
         self._watcher.start()
 
     def _keep_watching(self) -> None:
+        sampled = -1e9
         while not self._stopped.is_set():
+            if time.monotonic() - sampled >= SAMPLE_PRIMARY_EVERY:
+                sampled = time.monotonic()
+                # A primary that does not answer is the write pool's to report, not ours.
+                with contextlib.suppress(Exception):
+                    self.noted_write(self._primary_position())
             if time.monotonic() >= self._left_out_until:
                 self._refresh()
             self._stopped.wait(REFRESH_EVERY)

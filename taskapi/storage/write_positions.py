@@ -2,8 +2,9 @@
 
 In Redis when REDIS_URL is set, so that a write through one worker or replica holds for a read
 through any other; in the process otherwise (Settings refuses several workers without Redis).
-A position is kept for KEEP_FOR after the account's last write: by then a standby that has not
-replayed it lags by more than DB_READ_MAX_LAG and is left out anyway.
+A position is kept for `keep_for` (30 s, or ten times DB_READ_MAX_LAG if longer) after the
+account's last write: by then a standby that has not replayed it lags by more than
+DB_READ_MAX_LAG, which each process measures, and is left out anyway.
 
 While Redis fails, `load` answers "unknown", and the request reads from the primary: an outage
 of Redis costs the standby's help, never a client's own write.
@@ -18,7 +19,7 @@ from typing import Any
 log = logging.getLogger("taskapi.replicas")
 
 REDIS_PREFIX = "taskapi:wal"
-# Positions outlive any lag a standby is still used at; see Positions.keep_for.
+# Positions outlive any lag a standby is still used at (WritePositions.keep_for).
 KEEP_AT_LEAST = 30.0
 
 # Keeps the highest position: two writes of one account through two replicas may store theirs

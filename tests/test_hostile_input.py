@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
+from taskapi.resources import load_spec
 from taskapi.storage.schema import USERS
 from tests.conftest import PASSWORD, assert_problem
 
@@ -59,6 +60,46 @@ def test_nul_in_a_name_is_400_on_both_databases(api):
     response = api.register(name="Ja\u0000ne")
     assert_problem(response, 400, "validation_failed")
     assert response.json()["detail"] == "name: must not contain NUL characters"
+
+
+def test_nul_in_a_token_name_is_400_on_both_databases(api, auth):
+    body = {"name": "ci\u0000", "scopes": ["tasks:read"]}
+    response = api.client.post("/api/v1/auth/tokens", json=body, headers=auth)
+    assert_problem(response, 400, "validation_failed")
+    assert response.json()["detail"] == "name: must not contain NUL characters"
+
+
+def test_every_request_string_that_is_stored_refuses_nul():
+    """PostgreSQL cannot store NUL in text: each string a request body carries is checked by a
+    pattern, an enum or a format, or is a secret that only its digest reaches the database."""
+    spec = load_spec()
+    schemas = spec["components"]["schemas"]
+    hashed = {"refresh_token"}
+
+    def resolve(schema):
+        while "$ref" in schema:
+            schema = schemas[schema["$ref"].rsplit("/", 1)[-1]]
+        return schema
+
+    unchecked = []
+
+    def walk(schema, where):
+        schema = resolve(schema)
+        checked = {"pattern", "enum", "format"} & set(schema)
+        if schema.get("type") == "string" and not checked and where.rsplit(".")[-1] not in hashed:
+            unchecked.append(where)
+        for name, member in (schema.get("properties") or {}).items():
+            walk(member, f"{where}.{name}")
+        if "items" in schema:
+            walk(schema["items"], f"{where}[]")
+
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict):
+                continue
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                walk(media["schema"], f"{method.upper()} {path}")
+    assert unchecked == []
 
 
 def test_duplicate_keys_take_the_last_value(api, auth):

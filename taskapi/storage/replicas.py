@@ -144,8 +144,13 @@ class Standby:
 
     def _watch(self) -> None:
         # Started by the first read, in the process that serves: not in one that only
-        # migrates, nor in a parent that forks its workers.
-        self._watcher = threading.Thread(target=self._keep_watching, name="standby", daemon=True)
+        # migrates, nor in a parent that forks its workers. Once, though two threads may ask.
+        with self._pending_lock:
+            if self._watcher is not None:
+                return
+            self._watcher = threading.Thread(
+                target=self._keep_watching, name="standby", daemon=True
+            )
         self._watcher.start()
 
     def _keep_watching(self) -> None:

@@ -14,9 +14,10 @@ through a failover: it answers every client's login with the parameters its firs
 connection reported, `in_hot_standby` among them, and libpq 14+ decides on those without
 asking the server. After a switch, the old primary's PgBouncer still says `in_hot_standby=off`
 and libpq keeps choosing it; TaskAPI then answered 503 (read-only) to every write for as long
-as it was tried. So writes go to the nodes directly, and only the standby reads (where picking
-the primary by mistake costs load, not correctness) go through the PgBouncers. A node's
-PgBouncer is killed and restarted with it, as a sidecar in the node's pod would be.
+as it was tried. So writes go to the nodes directly, and only the standby reads go through the
+PgBouncers; TaskAPI finds the standby among them by asking each server, not libpq (and picking
+the primary by mistake would cost load, not correctness). A node's PgBouncer is killed and
+restarted with it, as a sidecar in the node's pod would be.
 """
 
 from __future__ import annotations

@@ -71,10 +71,10 @@ def settle(app: Any, pair: ReplicatedPair, timeout: float = 10) -> None:
     pair.wait_for_standby()
     standby = services_of(app).db.standby
     assert standby is not None
-    (target,) = pair.primary.sql("SELECT pg_current_wal_insert_lsn()::text")[0]
+    target = pair.primary_position()
     deadline = time.monotonic() + timeout
     # The first call starts the thread that asks the standby for its position.
-    while not (standby.serves(0) and standby.replayed >= replicas.parse_lsn(target)):
+    while not (standby.serves(0) and standby.replayed >= target):
         assert time.monotonic() < deadline, "the app never saw the standby catch up"
         time.sleep(0.01)
 
@@ -193,6 +193,24 @@ def test_a_process_that_does_not_write_still_finds_the_standby_lagging(
         before = standby_reads(reader)
         assert second.get("/api/v1/tasks", headers=auth).status_code == 200
         assert standby_reads(reader) == before
+
+
+def test_an_idle_primary_does_not_make_the_standby_look_lagging(
+    make_app, settings, pair, monkeypatch
+):
+    """Past a WAL segment switch, the insert position points after the next segment's header,
+    which no standby replays while the primary stays idle: positions are where the flushed WAL
+    ends."""
+    monkeypatch.setattr(replicas, "SAMPLE_PRIMARY_EVERY", 0.05)
+    app = make_app(replace(settings, db_read_max_lag=0.3))
+    with app.test_client() as client:
+        auth = Api(client).user()
+        settle(app, pair)
+        pair.primary.sql("SELECT pg_switch_wal()")
+        _wait(0.8)
+        before = standby_reads(app)
+        assert client.get("/api/v1/tasks", headers=auth).status_code == 200
+        assert standby_reads(app) > before
 
 
 def test_a_stopped_standby_is_left_out_and_no_request_fails_with_500(make_app, settings, pair):

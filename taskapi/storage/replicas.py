@@ -4,9 +4,9 @@ With DATABASE_READ_URL set, a request of an account reads from a standby when th
 replayed that account's last write, and from the primary otherwise (the way GitLab's database
 load balancer does it):
 
-- After a write commits, its connection asks the primary for the end of its WAL
-  (`pg_current_wal_insert_lsn()`). The web layer keeps that position for the account, where
-  every worker and replica sees it (storage/write_positions.py).
+- After a write commits, its connection asks the primary where its flushed WAL ends
+  (`pg_current_wal_flush_lsn()`, WRITE_POSITION says why). The web layer keeps that position
+  for the account, where every worker and replica sees it (storage/write_positions.py).
 - A read of the account uses the standby only if the standby's replay position
   (`pg_last_wal_replay_lsn()`) is at least that far. A thread per process asks for the replay
   position every REFRESH_EVERY, so the check costs a request no round trip: an account that
@@ -83,7 +83,16 @@ def parse_lsn(value: str) -> int:
 
 
 _REPLAY_STATE = text("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text")
-WRITE_POSITION = text("SELECT pg_current_wal_insert_lsn()::text")
+# Where the WAL ends that a standby can have: a committed transaction's record is flushed before
+# the commit returns, so the flush position covers it. The insert position does too, but it can
+# lie beyond anything a standby receives while the primary is idle (past a page or segment
+# header at a boundary, or past records no commit flushed): a position out of reach, and a
+# standby taken for lagging. Only with synchronous_commit off does a commit return before its
+# flush; the insert position is then the one that covers it.
+WRITE_POSITION = text(
+    "SELECT (CASE WHEN current_setting('synchronous_commit') = 'off'"
+    " THEN pg_current_wal_insert_lsn() ELSE pg_current_wal_flush_lsn() END)::text"
+)
 
 
 class Standby:

@@ -76,7 +76,8 @@ class Cluster:
         self.workdir = workdir
         self.bindir = server_bin_dir()
         self.root = Path(tempfile.mkdtemp(prefix="taskapi-bench-pg-"))
-        self.data, self.log = self.root / "data", self.root / "postgresql.log"
+        self.data = self.root / "data"
+        self.log = self.root / ("standby.log" if standby_of else "postgresql.log")
         self.running = False
         try:
             if os.geteuid() == 0:
@@ -114,6 +115,10 @@ class Cluster:
         _run_pg([self.bindir / "pg_ctl", "-D", self.data, "-m", mode, "-w", "stop"], cwd=self.root)
         self.running = False
 
+    def promote(self) -> None:
+        """A standby becomes a primary of its own."""
+        _run_pg([self.bindir / "pg_ctl", "-D", self.data, "-w", "promote"], cwd=self.root)
+
     def remove(self) -> None:
         try:
             if self.running:
@@ -142,7 +147,6 @@ def throwaway_clusters(
         cluster.start()
         if standby_port:
             standby = Cluster(standby_port, workdir, standby_of=cluster)
-            standby.log = standby.root / "standby.log"
             standby.start()
         yield cluster.url, standby.url if standby else None
     finally:
